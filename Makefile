@@ -1,0 +1,46 @@
+# Wren — the two commands a newcomer needs are `make lab` and `make test`; each installs what it
+# needs first (Debian packages, a virtualenv with the package, the cached kube-apiserver).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := etcd-server etcd-client bird2 gobgpd iproute2 iptables nftables ipset \
+	qemu-system-x86 linux-image-amd64 busybox-static golang-go rsync dpkg-dev iputils-ping procps
+KUBE_APISERVER := $(HOME)/.cache/wren/kube-apiserver-v1.20.2/kube-apiserver
+
+.PHONY: all deps venv kube-apiserver test test-unit lint lab lab-down bench clean
+
+all: test
+
+# apt only when something is missing, so a second run costs nothing.
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+kube-apiserver: deps
+	bash tools/build-kube-apiserver.sh
+
+test: deps venv kube-apiserver
+	$(PY) -m pytest tests
+
+test-unit: venv
+	$(PY) -m pytest tests/unit
+
+lint: venv
+	$(VENV)/bin/ruff check wren agent bgp tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
