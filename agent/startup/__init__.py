@@ -1,0 +1,1 @@
+"""What calico-node does before Felix starts: find the node's address, MTU, default pool."""
