@@ -1,0 +1,365 @@
+"""Real servers for tests, on loopback only: etcd (Debian's /usr/bin/etcd) and kube-apiserver.
+
+Both are context managers that start on free ports in a temporary directory and stop by PID.
+Everyone's integration tests import these through the fixtures in tests/conftest.py
+(`etcd_server`, `shared_etcd_server`, `kube_apiserver`).
+
+The kube-apiserver binary is built once per machine by tools/build-kube-apiserver.sh and cached at
+~/.cache/wren/kube-apiserver-v1.20.2/kube-apiserver (`make kube-apiserver`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import requests
+import yaml
+
+__all__ = [
+    "KUBE_APISERVER_BINARY",
+    "EtcdServer",
+    "KubeAPIServer",
+    "ServerFailed",
+    "free_port",
+]
+
+ETCD_BINARY = "/usr/bin/etcd"
+KUBE_APISERVER_BINARY = (
+    Path(os.environ.get("WREN_CACHE", Path.home() / ".cache" / "wren"))
+    / "kube-apiserver-v1.20.2"
+    / "kube-apiserver"
+)
+REPO = Path(__file__).resolve().parent.parent
+
+
+class ServerFailed(RuntimeError):
+    """A test server did not come up; carries the tail of its log."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _stop_pid(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """Stop one process we started: SIGTERM, then SIGKILL if it lingers."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
+
+
+class EtcdServer:
+    """A single-member etcd on 127.0.0.1, its data in a temporary directory.
+
+    `stop()` then `start()` restarts it on the same ports and data ("server restarted mid-watch").
+    """
+
+    def __init__(self, *, data_dir: Path | None = None) -> None:
+        self._own_dir = data_dir is None
+        self.dir = Path(data_dir or tempfile.mkdtemp(prefix="wren-etcd-"))
+        self.client_port = free_port()
+        self.peer_port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.client_port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.dir / "etcd.log"
+
+    def start(self, timeout: float = 30.0) -> EtcdServer:
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        cmd = [
+            ETCD_BINARY,
+            "--name", "wren-test",
+            "--data-dir", str(self.dir / "data"),
+            "--listen-client-urls", self.endpoint,
+            "--advertise-client-urls", self.endpoint,
+            "--listen-peer-urls", peer,
+            "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"wren-test={peer}",
+            "--initial-cluster-state", "new",
+            "--log-level", "warn",
+            "--logger", "zap",
+        ]
+        log = self.log_path.open("ab")
+        try:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerFailed(f"etcd exited with {self.proc.returncode}:\n{_tail(self.log_path)}")
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{self.endpoint}/health", timeout=1).ok:
+                    return self
+            time.sleep(0.1)
+        self.stop()
+        raise ServerFailed(f"etcd not healthy after {timeout}s:\n{_tail(self.log_path)}")
+
+    def stop(self) -> None:
+        _stop_pid(self.proc)
+        self.proc = None
+
+    def revision(self) -> int:
+        resp = requests.post(f"{self.endpoint}/v3/kv/range", json={"key": "AA=="}, timeout=5)
+        resp.raise_for_status()
+        return int(resp.json()["header"]["revision"])
+
+    def compact(self, revision: int | None = None) -> int:
+        """Compact history up to `revision` (default: now), as `etcdctl compact` does."""
+        rev = revision or self.revision()
+        resp = requests.post(
+            f"{self.endpoint}/v3/kv/compaction", json={"revision": rev, "physical": True}, timeout=10
+        )
+        resp.raise_for_status()
+        return rev
+
+    def wipe(self) -> None:
+        """Delete every key (between tests sharing one server)."""
+        resp = requests.post(
+            f"{self.endpoint}/v3/kv/deleterange", json={"key": "AA==", "range_end": "AA=="},
+            timeout=10,
+        )
+        resp.raise_for_status()
+
+    def close(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> EtcdServer:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+class KubeAPIServer:
+    """kube-apiserver v1.20.2 on 127.0.0.1 with its own etcd, a static admin token and RBAC.
+
+    `kubeconfig_path` is a kubeconfig for the admin token (system:masters); `etcd` is the
+    `EtcdServer` underneath (tests compact it to provoke `410 Gone`). Every CRD YAML under crds/
+    is installed and established before `start()` returns; kinds without a CRD file yet get a
+    permissive structural CRD so the datastore tests can run.
+
+    The watch cache is off (`--watch-cache=false`) so that watches read etcd directly: a watch
+    from a compacted revision then gets a real 410 from the server, deterministically.
+    """
+
+    def __init__(self, *, binary: Path = KUBE_APISERVER_BINARY, crd_dir: Path = REPO / "crds"):
+        self.binary = binary
+        self.crd_dir = crd_dir
+        self.dir = Path(tempfile.mkdtemp(prefix="wren-kube-"))
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.token = secrets.token_hex(16)
+        self.kubeconfig_path = self.dir / "kubeconfig"
+        self.ca_path = self.dir / "ca.crt"
+        self.log_path = self.dir / "kube-apiserver.log"
+        self.etcd = EtcdServer(data_dir=self.dir / "etcd")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.generated_crds: list[str] = []
+
+    # -- setup ------------------------------------------------------------------------------
+    def _certs(self) -> None:
+        d = self.dir
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                 "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=wren-test-ca", cwd=d)
+        (d / "san.cnf").write_text(
+            "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default\n"
+        )
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
+                 "-out", "server.csr", "-subj", "/CN=kube-apiserver", cwd=d)
+        _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-days", "2", "-out", "server.crt", "-extfile", "san.cnf",
+                 cwd=d)
+        _openssl("genrsa", "-out", "sa.key", "2048", cwd=d)
+        _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
+        (d / "tokens.csv").write_text(f'{self.token},admin,admin-uid,"system:masters"\n')
+        self.kubeconfig_path.write_text(yaml.safe_dump({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "wren-test", "cluster": {
+                "server": self.url, "certificate-authority": str(self.ca_path)}}],
+            "users": [{"name": "admin", "user": {"token": self.token}}],
+            "contexts": [{"name": "wren-test", "context": {"cluster": "wren-test",
+                                                           "user": "admin"}}],
+            "current-context": "wren-test",
+        }))
+
+    def start(self, timeout: float = 120.0) -> KubeAPIServer:
+        if not self.binary.exists():
+            raise ServerFailed(
+                f"{self.binary} missing: run `make kube-apiserver` "
+                "(tools/build-kube-apiserver.sh) once on this machine"
+            )
+        if not self.kubeconfig_path.exists():
+            self._certs()
+        self.etcd.start()
+        d = self.dir
+        cmd = [
+            str(self.binary),
+            f"--etcd-servers={self.etcd.endpoint}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={self.port}",
+            "--insecure-port=0",
+            f"--cert-dir={d}",
+            f"--tls-cert-file={d / 'server.crt'}",
+            f"--tls-private-key-file={d / 'server.key'}",
+            f"--client-ca-file={d / 'ca.crt'}",
+            f"--token-auth-file={d / 'tokens.csv'}",
+            "--authorization-mode=RBAC",
+            f"--service-account-key-file={d / 'sa.pub'}",
+            f"--service-account-signing-key-file={d / 'sa.key'}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            "--api-audiences=https://kubernetes.default.svc.cluster.local",
+            "--service-cluster-ip-range=10.254.0.0/24",
+            # No controller-manager creates default service accounts here.
+            "--disable-admission-plugins=ServiceAccount",
+            "--watch-cache=false",
+            "--endpoint-reconciler-type=none",
+            "--profiling=false",
+            "--v=1",
+        ]
+        log = self.log_path.open("ab")
+        try:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout
+        headers = {"Authorization": f"Bearer {self.token}"}
+        while True:
+            if self.proc.poll() is not None:
+                raise ServerFailed(
+                    f"kube-apiserver exited with {self.proc.returncode}:\n{_tail(self.log_path)}"
+                )
+            with contextlib.suppress(requests.RequestException):
+                resp = requests.get(f"{self.url}/readyz", headers=headers,
+                                    verify=str(self.ca_path), timeout=2)
+                if resp.ok:
+                    break
+            if time.monotonic() > deadline:
+                raise ServerFailed(f"kube-apiserver not ready after {timeout}s:\n"
+                                   f"{_tail(self.log_path)}")
+            time.sleep(0.5)
+        self.install_crds(timeout=max(10.0, deadline - time.monotonic()))
+        return self
+
+    def crd_documents(self) -> list[dict[str, Any]]:
+        """Every CRD under crds/, plus a permissive one for each kind without a file yet."""
+        from wren.kinds import GROUP_CRD, KINDS
+
+        docs: list[dict[str, Any]] = []
+        if self.crd_dir.is_dir():
+            for path in sorted(self.crd_dir.rglob("*.y*ml")):
+                for doc in yaml.safe_load_all(path.read_text()):
+                    if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
+                        docs.append(doc)
+        have = {d["spec"]["names"]["plural"] for d in docs}
+        for kind in KINDS:
+            if kind.k8s_source != "crd" or kind.plural in have:
+                continue
+            self.generated_crds.append(kind.plural)
+            docs.append({
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {"name": f"{kind.plural}.{GROUP_CRD}"},
+                "spec": {
+                    "group": GROUP_CRD,
+                    "names": {"kind": kind.name, "plural": kind.plural,
+                              "singular": kind.name.lower(), "listKind": f"{kind.name}List"},
+                    "scope": "Namespaced" if kind.namespaced else "Cluster",
+                    "versions": [{
+                        "name": "v1", "served": True, "storage": True,
+                        "schema": {"openAPIV3Schema": {
+                            "type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                    }],
+                },
+            })
+        return docs
+
+    def install_crds(self, timeout: float = 60.0) -> None:
+        session = self.session()
+        base = f"{self.url}/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+        names = []
+        for doc in self.crd_documents():
+            resp = session.post(base, json=doc, timeout=10)
+            if resp.status_code not in (201, 409):
+                raise ServerFailed(f"CRD {doc['metadata']['name']}: HTTP {resp.status_code} "
+                                   f"{resp.text[:500]}")
+            names.append(doc["metadata"]["name"])
+        deadline = time.monotonic() + timeout
+        for name in names:
+            while True:
+                body = session.get(f"{base}/{name}", timeout=10).json()
+                conds = {c["type"]: c["status"] for c in body.get("status", {})
+                         .get("conditions", [])}
+                if conds.get("Established") == "True":
+                    break
+                if time.monotonic() > deadline:
+                    raise ServerFailed(f"CRD {name} not established: {conds}")
+                time.sleep(0.2)
+
+    def session(self) -> requests.Session:
+        """A requests session authenticated as the admin, for test setup."""
+        s = requests.Session()
+        s.headers["Authorization"] = f"Bearer {self.token}"
+        s.verify = str(self.ca_path)
+        return s
+
+    def stop(self) -> None:
+        _stop_pid(self.proc)
+        self.proc = None
+        self.etcd.stop()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> KubeAPIServer:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,187 @@
+"""One thread per kind that turns a backend's list + watch into a stream the agent's syncer eats.
+
+    list ──► Update …  ──► InSync ──► watch from the list revision ──► Update …
+      ▲                                   │ Compacted (410 Gone)      │ DatastoreUnavailable
+      └──── relist, emit only the ◄───────┘                           ▼
+            differences (deletions too)              Status(down) ─ back off ─ probe ─ Status(up)
+                                                                    └─ resume from last revision
+
+Messages put on the output queue (frozen dataclasses):
+
+* `Update(kind, key, body)`: `key` is `(namespace, name)` ("" namespace for cluster-scoped
+  kinds); `body` is the stored raw v3 body, or None when the resource is gone.
+* `InSync(kind)`: once, after the first complete list: everything that exists has been sent.
+* `Status(kind, connected, error)`: on every up/down transition (the first one too), with the
+  error text when down.
+
+The watcher remembers what it last emitted for each key, so a relist after compaction or after an
+outage emits only what changed, including deletions of resources that vanished meanwhile, and a
+DELETED event for a key it never emitted (a Kubernetes pod that never was an endpoint) is dropped.
+
+After an outage it backs off (exponential, full jitter, capped), then probes the datastore with a
+`get` of a name that cannot exist (NotFound means the datastore answers), reports up and resumes
+the watch from the last revision it saw; if that revision has been compacted meanwhile, it relists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from wren.datastore.backend import Backend, Body, WatchEvent
+from wren.errors import Compacted, DatastoreUnavailable, NotFound
+from wren.kinds import Kind
+from wren.log import get_logger
+
+__all__ = ["InSync", "Status", "Update", "Watcher", "WatcherMessage", "backoff_delay"]
+
+_log = get_logger(__name__)
+_PROBE_NAME = "wren-watcher-probe.does-not-exist"
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """A resource as now stored (`body`), or gone (`body` None)."""
+
+    kind: str
+    key: tuple[str, str]  # (namespace, name)
+    body: Body | None
+
+
+@dataclass(frozen=True, slots=True)
+class InSync:
+    """Every resource of `kind` that existed at the first list has been sent."""
+
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """The datastore connection for `kind` went up (connected) or down (with the error)."""
+
+    kind: str
+    connected: bool
+    error: str = ""
+
+
+WatcherMessage = Update | InSync | Status
+
+
+def backoff_delay(attempt: int, *, base: float, cap: float, rand: Callable[[], float]) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
+    return rand() * min(cap, base * 2.0 ** min(attempt, 30))
+
+
+def _key(body: Body) -> tuple[str, str]:
+    meta = body.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name", ""))
+
+
+class Watcher(threading.Thread):
+    """List + watch one kind forever (until `stop`), feeding `out`. See the module docstring."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        kind: Kind,
+        out: queue.Queue[WatcherMessage],
+        *,
+        stop: threading.Event,
+        sleep: Callable[[float], bool] | None = None,
+        rand: Callable[[], float] = random.random,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+    ) -> None:
+        super().__init__(name=f"watch-{kind.plural}", daemon=True)
+        self.backend = backend
+        self.kind = kind
+        self.out = out
+        self.stop_event = stop
+        # sleep(seconds) -> True when asked to stop meanwhile; tests inject one that does not wait.
+        self._sleep = sleep or stop.wait
+        self._rand = rand
+        self._base = backoff_base
+        self._cap = backoff_cap
+        self._state: dict[tuple[str, str], Body] = {}
+        self._revision: str | None = None  # None: must (re)list
+        self._connected: bool | None = None
+        self._in_sync = False
+        self._failures = 0
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                if self._failures:
+                    if self._sleep(self._delay()):
+                        return
+                    self._probe()
+                if self._revision is None:
+                    self._relist()
+                self._set_connected(True)
+                self._failures = 0
+                for event in self.backend.watch(
+                    self.kind, revision=self._revision or "", stop=self.stop_event
+                ):
+                    self._apply(event)
+            except Compacted as exc:
+                _log.info("watch compacted, relisting", kind=self.kind.name, error=str(exc))
+                self._revision = None
+            except DatastoreUnavailable as exc:
+                self._down(str(exc))
+            except Exception as exc:  # keep the thread alive; the syncer sees it as down
+                _log.exception("watcher failed unexpectedly", kind=self.kind.name)
+                self._revision = None
+                self._down(f"{type(exc).__name__}: {exc}")
+
+    def _delay(self) -> float:
+        return backoff_delay(self._failures - 1, base=self._base, cap=self._cap, rand=self._rand)
+
+    def _down(self, error: str) -> None:
+        self._failures += 1
+        _log.warning("datastore unavailable", kind=self.kind.name, error=error,
+                     attempt=self._failures)
+        self._set_connected(False, error)
+
+    def _probe(self) -> None:
+        """One cheap request that proves the datastore answers (raises DatastoreUnavailable)."""
+        namespace = "default" if self.kind.namespaced else None
+        with contextlib.suppress(NotFound):
+            self.backend.get(self.kind, _PROBE_NAME, namespace)
+
+    def _set_connected(self, connected: bool, error: str = "") -> None:
+        if self._connected is connected:
+            return
+        self._connected = connected
+        if connected:
+            _log.info("datastore connected", kind=self.kind.name)
+        self.out.put(Status(self.kind.name, connected, error))
+
+    # -- state ------------------------------------------------------------------------------
+    def _relist(self) -> None:
+        listing = self.backend.list(self.kind)
+        fresh = {_key(b): b for b in listing.items}
+        for key in sorted(self._state.keys() - fresh.keys()):
+            self.out.put(Update(self.kind.name, key, None))
+        for key, body in fresh.items():
+            if self._state.get(key) != body:
+                self.out.put(Update(self.kind.name, key, body))
+        self._state = fresh
+        self._revision = listing.revision
+        if not self._in_sync:
+            self._in_sync = True
+            self.out.put(InSync(self.kind.name))
+
+    def _apply(self, event: WatchEvent) -> None:
+        key = _key(event.body)
+        if event.type == "DELETED":
+            if self._state.pop(key, None) is not None:
+                self.out.put(Update(self.kind.name, key, None))
+        elif self._state.get(key) != event.body:
+            self._state[key] = event.body
+            self.out.put(Update(self.kind.name, key, event.body))
+        self._revision = event.revision
