@@ -1,0 +1,1 @@
+"""The lab: a real multi-node cluster network in network namespaces on one machine."""
