@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 __all__ = ["LabNode", "Topology", "netns_exec", "run"]
 
-SUBNETS = (ipaddress.ip_network("10.0.1.0/24"), ipaddress.ip_network("10.0.2.0/24"))
-INET_NET = ipaddress.ip_network("198.18.0.0/24")
+SUBNETS = (ipaddress.IPv4Network("10.0.1.0/24"), ipaddress.IPv4Network("10.0.2.0/24"))
+INET_NET = ipaddress.IPv4Network("198.18.0.0/24")
 
 
 def run(args: Sequence[str], *, check: bool = True, input: str | None = None) -> str:
