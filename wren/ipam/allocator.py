@@ -1,0 +1,589 @@
+"""Block IPAM against the datastore, with optimistic concurrency and nothing lost or doubled.
+
+    auto_assign(handle, node, n)
+      ├─ affine blocks of the node (BlockAffinity node=<node>) with room → allocate there
+      ├─ none with room → claim a new block of a pool that selects the node:
+      │     create BlockAffinity(pending) → create IPAMBlock (the atomic claim; AlreadyExists =
+      │     someone else won: drop our affinity, try the next block) → affinity confirmed
+      ├─ no unclaimed block left and strictAffinity off → borrow from another node's block
+      └─ still short → give back what this call took, raise NoFreeAddressesError
+
+Every allocation is one compare-and-swap write of the block. Before it, the handle's count for
+that block is raised (IPAMHandle, created on first use); after a failed block write it is lowered
+again. So a crash between the two writes can leave a handle that over-counts (found by `check`)
+but never an address that no handle knows about. A Conflict re-reads and retries, bounded, with
+jittered backoff, as libcalico-go does.
+
+Release goes the other way: free the addresses in the block (CAS), then lower the handle and
+delete it when it holds nothing. Every function here is safe to call twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import ipaddress
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from wren.constants import DEFAULT_BLOCK_SIZE_V4, DEFAULT_BLOCK_SIZE_V6
+from wren.datastore.backend import Backend, Body
+from wren.errors import AlreadyExists, Conflict, NotFound, TemporaryError, WrenError
+from wren.ipam.block import (
+    IP,
+    Attribute,
+    Block,
+    Network,
+    Reservations,
+    affinity_for_node,
+    candidate_blocks,
+)
+from wren.ipam.resources import (
+    AFFINITY_CONFIRMED,
+    AFFINITY_PENDING,
+    Affinity,
+    Handle,
+    IpamConfig,
+    affinity_body,
+    affinity_from_body,
+    affinity_name,
+    block_body,
+    block_from_body,
+    block_name,
+    config_from_body,
+    handle_body,
+    handle_from_body,
+    handle_name,
+)
+from wren.kinds import kind_by_name
+from wren.log import get_logger
+
+__all__ = [
+    "USE_TUNNEL",
+    "USE_WORKLOAD",
+    "Ipam",
+    "IpamError",
+    "NoFreeAddressesError",
+    "Pool",
+    "TooManyConflictsError",
+    "tunnel_handle_id",
+]
+
+log = get_logger(__name__)
+
+USE_WORKLOAD = "Workload"
+USE_TUNNEL = "Tunnel"
+
+K_BLOCK = kind_by_name("IPAMBlock")
+K_AFFINITY = kind_by_name("BlockAffinity")
+K_HANDLE = kind_by_name("IPAMHandle")
+K_POOL = kind_by_name("IPPool")
+K_NODE = kind_by_name("Node")
+K_CONFIG = kind_by_name("IPAMConfiguration")
+K_RESERVATION = kind_by_name("IPReservation")
+
+
+class IpamError(WrenError):
+    """IPAM could not do what was asked; the message says which pool/block/handle and why."""
+
+
+class NoFreeAddressesError(IpamError):
+    """Every pool usable by this node is exhausted (or strict affinity forbids borrowing)."""
+
+
+class TooManyConflictsError(IpamError, TemporaryError):
+    """Concurrent writers won the race every time we tried; retry later."""
+
+
+def tunnel_handle_id(node: str, kind: Literal["ipip", "vxlan"]) -> str:
+    """Calico's handle for a node's tunnel address: `ipip-tunnel-addr-<node>` etc."""
+    return f"{kind}-tunnel-addr-{node}"
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    name: str
+    cidr: Network
+    block_size: int
+    disabled: bool = False
+    node_selector: str = ""
+    allowed_uses: tuple[str, ...] = (USE_WORKLOAD, USE_TUNNEL)
+
+    @staticmethod
+    def from_body(body: Mapping[str, Any]) -> Pool:
+        spec = body.get("spec") or {}
+        cidr = ipaddress.ip_network(spec["cidr"], strict=False)
+        default_size = DEFAULT_BLOCK_SIZE_V4 if cidr.version == 4 else DEFAULT_BLOCK_SIZE_V6
+        return Pool(
+            name=str((body.get("metadata") or {}).get("name", "")),
+            cidr=cidr,
+            block_size=int(spec.get("blockSize") or default_size),
+            disabled=bool(spec.get("disabled", False)),
+            node_selector=str(spec.get("nodeSelector") or ""),
+            allowed_uses=tuple(spec.get("allowedUses") or (USE_WORKLOAD, USE_TUNNEL)),
+        )
+
+    def selects(self, labels: Mapping[str, str]) -> bool:
+        sel = self.node_selector.strip()
+        if sel in ("", "all()"):
+            return True
+        from wren.selector import parse_selector
+
+        return bool(parse_selector(sel).matches(labels))
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    handle_id: str
+    node: str
+    attribute: Attribute
+    use: str
+    version: int
+    pools: tuple[str, ...]  # names or CIDRs; empty = every pool that selects the node
+
+
+@dataclass
+class _Progress:
+    """What one auto_assign call has taken so far, so that a failure can give it all back."""
+
+    ips: list[IP] = field(default_factory=list)
+
+
+class Ipam:
+    """The IPAM library. Thread-safe: every call works on fresh reads and CAS writes."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        max_retries: int = 100,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._db = backend
+        self._max_retries = max_retries
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._rng_lock = threading.Lock()
+
+    # ----------------------------------------------------------------------------- public
+    def auto_assign(
+        self,
+        *,
+        handle_id: str,
+        node: str,
+        num4: int = 1,
+        num6: int = 0,
+        attrs: Mapping[str, str] | None = None,
+        use: str = USE_WORKLOAD,
+        ipv4_pools: Sequence[str] = (),
+        ipv6_pools: Sequence[str] = (),
+    ) -> list[IP]:
+        """Allocate `num4` IPv4 and `num6` IPv6 addresses for `handle_id` on `node`. All or
+        nothing: on any error the addresses this call took are released again."""
+        attribute = Attribute(handle_id, dict(attrs or {}))
+        progress = _Progress()
+        try:
+            for version, num, pools in ((4, num4, ipv4_pools), (6, num6, ipv6_pools)):
+                if num > 0:
+                    req = _Request(handle_id, node, attribute, use, version, tuple(pools))
+                    self._assign(req, num, progress)
+        except BaseException:
+            if progress.ips:
+                log.warning("rolling back partial allocation", handle=handle_id,
+                            ips=[str(i) for i in progress.ips])
+                self._release_quietly(progress.ips, handle_id)
+            raise
+        log.info("assigned", handle=handle_id, node=node, ips=[str(i) for i in progress.ips])
+        return progress.ips
+
+    def tunnel_address(self, *, node: str, kind: Literal["ipip", "vxlan"], version: int = 4) -> IP:
+        """The node's tunnel address: the one it already holds, else a new one from a pool
+        that allows Tunnel use (Calico allocates it from the node's own block too)."""
+        hid = tunnel_handle_id(node, kind)
+        existing = [ip for ip in self.ips_by_handle(hid) if ip.version == version]
+        if existing:
+            return existing[0]
+        attrs = {"node": node, "type": f"{kind}TunnelAddress"}
+        ips = self.auto_assign(handle_id=hid, node=node, num4=int(version == 4),
+                               num6=int(version == 6), attrs=attrs, use=USE_TUNNEL)
+        return ips[0]
+
+    def ips_by_handle(self, handle_id: str) -> list[IP]:
+        handle = self._get_handle(handle_id)
+        if handle is None:
+            return []
+        out: list[IP] = []
+        for cidr in handle.blocks:
+            try:
+                block, _ = block_from_body(self._db.get(K_BLOCK, block_name(_net(cidr))))
+            except NotFound:
+                continue
+            out.extend(block.ips_by_handle(handle_id))
+        return out
+
+    def release_by_handle(self, handle_id: str) -> list[IP]:
+        """Free every address of the handle and delete the handle. Unknown handle: nothing to
+        do (DEL is idempotent), but blocks are still searched for addresses carrying the handle
+        in case the handle object itself was lost."""
+        handle = self._get_handle(handle_id)
+        cidrs = list(handle.blocks) if handle is not None else []
+        if handle is None:
+            cidrs = [str(b.cidr) for b, _ in self._list_blocks()
+                     if b.ips_by_handle(handle_id)]
+        freed: list[IP] = []
+        for cidr in cidrs:
+            got = self._update_block(
+                _net(cidr), lambda b: b.release_by_handle(handle_id), missing_ok=True)
+            freed.extend(got)
+        if handle is not None:
+            self._delete_handle_if_empty(handle_id, force=True)
+        log.info("released by handle", handle=handle_id, ips=[str(i) for i in freed])
+        return freed
+
+    def release_ips(self, ips: Iterable[IP]) -> list[IP]:
+        """Free specific addresses, whoever holds them (wrenctl ipam release)."""
+        wanted = list(ips)
+        by_block: dict[Network, list[IP]] = {}
+        blocks = self._list_blocks()
+        for ip in wanted:
+            for b, _ in blocks:
+                if ip.version == b.cidr.version and ip in b.cidr:
+                    by_block.setdefault(b.cidr, []).append(ip)
+                    break
+        freed: list[IP] = []
+        for cidr, addrs in by_block.items():
+            holders: dict[str, int] = {}
+
+            def change(b: Block, addrs: list[IP] = addrs,
+                       holders: dict[str, int] = holders) -> tuple[Block, list[IP]]:
+                holders.clear()
+                use = b.in_use()
+                for a in addrs:
+                    h = use[a].handle_id if a in use else None
+                    if h:
+                        holders[h] = holders.get(h, 0) + 1
+                return b.release(addrs)
+
+            got = self._update_block(cidr, change, missing_ok=True)
+            freed.extend(got)
+            for hid, n in holders.items():
+                self._change_handle(hid, str(cidr), -n)
+                self._delete_handle_if_empty(hid)
+        return freed
+
+    # ----------------------------------------------------------------------------- reading
+    def config(self) -> IpamConfig:
+        try:
+            return config_from_body(self._db.get(K_CONFIG, "default"))
+        except NotFound:
+            return IpamConfig()
+
+    def reservations(self) -> Reservations:
+        cidrs: list[Network] = []
+        for body in self._db.list(K_RESERVATION).items:
+            for c in (body.get("spec") or {}).get("reservedCIDRs") or []:
+                cidrs.append(ipaddress.ip_network(c, strict=False))
+        return Reservations(tuple(cidrs))
+
+    def pools(self) -> list[Pool]:
+        return [Pool.from_body(b) for b in self._db.list(K_POOL).items]
+
+    def node_labels(self, node: str) -> dict[str, str]:
+        try:
+            body = self._db.get(K_NODE, node)
+        except NotFound:
+            log.warning("node resource not found; matching pools with no labels", node=node)
+            return {}
+        return dict((body.get("metadata") or {}).get("labels") or {})
+
+    def blocks(self) -> list[Block]:
+        return [b for b, _ in self._list_blocks()]
+
+    def affinities(self) -> list[Affinity]:
+        return [affinity_from_body(b) for b in self._db.list(K_AFFINITY).items]
+
+    def handles(self) -> list[Handle]:
+        return [handle_from_body(b) for b in self._db.list(K_HANDLE).items]
+
+    # ----------------------------------------------------------------------------- assign
+    def _usable_pools(self, req: _Request) -> list[Pool]:
+        labels = self.node_labels(req.node)
+        out = []
+        for p in self.pools():
+            if p.cidr.version != req.version or p.disabled or req.use not in p.allowed_uses:
+                continue
+            if req.pools and p.name not in req.pools and str(p.cidr) not in req.pools:
+                continue
+            if not p.selects(labels):
+                continue
+            out.append(p)
+        return out
+
+    def _assign(self, req: _Request, num: int, progress: _Progress) -> None:
+        pools = self._usable_pools(req)
+        if not pools:
+            raise NoFreeAddressesError(
+                f"no enabled IPv{req.version} pool allows {req.use} use and selects node "
+                f"{req.node!r}" + (f" (requested pools: {', '.join(req.pools)})"
+                                   if req.pools else ""))
+        config = self.config()
+        reservations = self.reservations()
+        remaining = num
+
+        def in_pools(cidr: Network) -> bool:
+            return any(cidr.version == p.cidr.version and cidr.subnet_of(p.cidr)  # type: ignore[arg-type]
+                       for p in pools)
+
+        # 1. Blocks this node already owns.
+        mine = [a for a in self.affinities() if a.node == req.node and in_pools(a.cidr)]
+        for aff in sorted(mine, key=lambda a: int(a.cidr.network_address)):
+            if remaining == 0:
+                return
+            if aff.state != AFFINITY_CONFIRMED and not self._ensure_block(aff):
+                continue
+            remaining -= self._take(aff.cidr, remaining, req, reservations, progress,
+                                    own=True)
+        # 2. Claim new blocks.
+        owned = len(mine)
+        while remaining > 0 and config.auto_allocate_blocks:
+            if config.max_blocks_per_host and owned >= config.max_blocks_per_host:
+                log.warning("node reached maxBlocksPerHost", node=req.node,
+                            limit=config.max_blocks_per_host)
+                break
+            cidr = self._claim_block(req.node, pools, reservations)
+            if cidr is None:
+                break
+            owned += 1
+            remaining -= self._take(cidr, remaining, req, reservations, progress, own=True)
+        # 3. Borrow from blocks affine to other nodes.
+        if remaining > 0 and not config.strict_affinity:
+            for block, _ in self._list_blocks():
+                if remaining == 0:
+                    break
+                if not in_pools(block.cidr) or block.free_count(reservations) == 0:
+                    continue
+                log.info("borrowing from another node's block", node=req.node,
+                         block=str(block.cidr), owner=block.affinity)
+                remaining -= self._take(block.cidr, remaining, req, reservations, progress,
+                                        own=False)
+        if remaining > 0:
+            names = ", ".join(f"{p.name} ({p.cidr})" for p in pools)
+            why = " and strictAffinity forbids borrowing" if config.strict_affinity else ""
+            raise NoFreeAddressesError(
+                f"no free IPv{req.version} address for node {req.node!r} in pools {names}{why}")
+
+    def _take(self, cidr: Network, num: int, req: _Request, reservations: Reservations,
+              progress: _Progress, *, own: bool) -> int:
+        """Allocate up to `num` from one block: handle count first, then the block (CAS)."""
+        for attempt in range(self._max_retries):
+            try:
+                body = self._db.get(K_BLOCK, block_name(cidr))
+            except NotFound:
+                return 0
+            block, stored = block_from_body(body)
+            if own and block.affinity != affinity_for_node(req.node):
+                return 0  # stolen or stale affinity: not ours to fill
+            new, ips = block.allocate(num, attribute=req.attribute, reservations=reservations)
+            if not ips:
+                return 0
+            self._change_handle(req.handle_id, str(cidr), len(ips))
+            try:
+                self._db.update(block_body(new, resource_version=stored.resource_version,
+                                           claim_time=stored.claim_time))
+            except Conflict:
+                self._change_handle(req.handle_id, str(cidr), -len(ips))
+                self._backoff(attempt)
+                continue
+            except BaseException:
+                self._undo_handle_quietly(req.handle_id, str(cidr), len(ips))
+                raise
+            progress.ips.extend(ips)
+            return len(ips)
+        raise TooManyConflictsError(
+            f"block {cidr}: gave up after {self._max_retries} conflicting writes")
+
+    def _claim_block(self, node: str, pools: Sequence[Pool],
+                     reservations: Reservations) -> Network | None:
+        """Claim one unclaimed block; None when every block of every pool exists already."""
+        existing = {b.cidr for b, _ in self._list_blocks()}
+        for pool in pools:
+            for cidr in candidate_blocks(pool.cidr, block_prefix=pool.block_size, node=node):
+                if cidr in existing or reservations.covers_all(cidr):
+                    continue
+                if self._claim(node, cidr):
+                    return cidr
+                existing.add(cidr)
+        return None
+
+    def _claim(self, node: str, cidr: Network) -> bool:
+        aff = Affinity(node=node, cidr=cidr, state=AFFINITY_PENDING)
+        try:
+            stored_aff = affinity_from_body(self._db.create(affinity_body(aff)))
+        except AlreadyExists:
+            stored_aff = affinity_from_body(self._db.get(K_AFFINITY, affinity_name(node, cidr)))
+        return self._ensure_block(stored_aff)
+
+    def _ensure_block(self, aff: Affinity) -> bool:
+        """Make sure the affinity's block exists and is ours, then confirm the affinity.
+        False (and our affinity removed) when another node holds the block."""
+        try:
+            self._db.create(block_body(Block.new(aff.cidr, affinity=affinity_for_node(aff.node))))
+            log.info("claimed block", node=aff.node, block=str(aff.cidr))
+        except AlreadyExists:
+            try:
+                block, _ = block_from_body(self._db.get(K_BLOCK, block_name(aff.cidr)))
+            except NotFound:
+                return False  # deleted under us; a later call will retry the claim
+            if block.affinity != affinity_for_node(aff.node):
+                log.info("block taken by another node", node=aff.node, block=str(aff.cidr),
+                         owner=block.affinity)
+                self._delete_quietly(K_AFFINITY, affinity_name(aff.node, aff.cidr))
+                return False
+        if aff.state != AFFINITY_CONFIRMED:
+            for attempt in range(self._max_retries):
+                try:
+                    current = affinity_from_body(
+                        self._db.get(K_AFFINITY, affinity_name(aff.node, aff.cidr)))
+                    if current.state == AFFINITY_CONFIRMED:
+                        break
+                    self._db.update(affinity_body(Affinity(
+                        node=aff.node, cidr=aff.cidr, state=AFFINITY_CONFIRMED,
+                        resource_version=current.resource_version)))
+                    break
+                except Conflict:
+                    self._backoff(attempt)
+                except NotFound:
+                    self._db.create(affinity_body(Affinity(
+                        node=aff.node, cidr=aff.cidr, state=AFFINITY_CONFIRMED)))
+                    break
+        return True
+
+    # ----------------------------------------------------------------------------- handles
+    def _get_handle(self, handle_id: str) -> Handle | None:
+        try:
+            return handle_from_body(self._db.get(K_HANDLE, handle_name(handle_id)))
+        except NotFound:
+            return None
+
+    def _change_handle(self, handle_id: str, cidr: str, delta: int) -> None:
+        for attempt in range(self._max_retries):
+            handle = self._get_handle(handle_id)
+            if handle is None:
+                if delta <= 0:
+                    return
+                try:
+                    self._db.create(handle_body(Handle(handle_id, {cidr: delta})))
+                    return
+                except AlreadyExists:
+                    continue
+            blocks = dict(handle.blocks)
+            count = blocks.get(cidr, 0) + delta
+            if count > 0:
+                blocks[cidr] = count
+            else:
+                blocks.pop(cidr, None)
+            try:
+                self._db.update(handle_body(Handle(handle_id, blocks, handle.resource_version)))
+                return
+            except Conflict:
+                self._backoff(attempt)
+            except NotFound:
+                continue
+        raise TooManyConflictsError(
+            f"handle {handle_id}: gave up after {self._max_retries} conflicting writes")
+
+    def _delete_handle_if_empty(self, handle_id: str, *, force: bool = False) -> None:
+        """Delete the handle when it counts no addresses (`force`: after release_by_handle,
+        whatever it still counts: those counts can only be leftovers of a crash)."""
+        for attempt in range(self._max_retries):
+            handle = self._get_handle(handle_id)
+            if handle is None or (handle.blocks and not force):
+                return
+            try:
+                self._db.delete(K_HANDLE, handle_name(handle_id),
+                                resource_version=handle.resource_version)
+                return
+            except NotFound:
+                return
+            except Conflict:
+                self._backoff(attempt)
+
+    # ----------------------------------------------------------------------------- helpers
+    def _update_block(self, cidr: Network, change: Callable[[Block], tuple[Block, list[IP]]],
+                      *, missing_ok: bool) -> list[IP]:
+        for attempt in range(self._max_retries):
+            try:
+                block, stored = block_from_body(self._db.get(K_BLOCK, block_name(cidr)))
+            except NotFound:
+                if missing_ok:
+                    return []
+                raise
+            new, ips = change(block)
+            if not ips:
+                return []
+            try:
+                self._db.update(block_body(new, resource_version=stored.resource_version,
+                                           claim_time=stored.claim_time))
+                return ips
+            except Conflict:
+                self._backoff(attempt)
+        raise TooManyConflictsError(
+            f"block {cidr}: gave up after {self._max_retries} conflicting writes")
+
+    def _list_blocks(self) -> list[tuple[Block, Body]]:
+        out = []
+        for body in self._db.list(K_BLOCK).items:
+            block, _ = block_from_body(body)
+            out.append((block, body))
+        return out
+
+    def _release_quietly(self, ips: Sequence[IP], handle_id: str) -> None:
+        by_block: dict[Network, list[IP]] = {}
+        for b, _ in self._list_blocks():
+            mine = [ip for ip in ips if ip.version == b.cidr.version and ip in b.cidr]
+            if mine:
+                by_block[b.cidr] = mine
+        for cidr, addrs in by_block.items():
+            try:
+                got = self._update_block(
+                    cidr, functools.partial(_release_of, addrs=addrs, handle_id=handle_id),
+                    missing_ok=True)
+                if got:
+                    self._change_handle(handle_id, str(cidr), -len(got))
+            except WrenError as exc:
+                log.error("rollback could not free addresses; `wrenctl ipam check` will show "
+                          "them", handle=handle_id, block=str(cidr), error=str(exc))
+        try:
+            self._delete_handle_if_empty(handle_id)
+        except WrenError as exc:
+            log.error("rollback could not delete handle", handle=handle_id, error=str(exc))
+
+    def _undo_handle_quietly(self, handle_id: str, cidr: str, n: int) -> None:
+        try:
+            self._change_handle(handle_id, cidr, -n)
+            self._delete_handle_if_empty(handle_id)
+        except WrenError as exc:
+            log.error("could not lower handle count after a failed block write; "
+                      "`wrenctl ipam check` will show it", handle=handle_id, error=str(exc))
+
+    def _delete_quietly(self, kind: Any, name: str) -> None:
+        with contextlib.suppress(NotFound):
+            self._db.delete(kind, name)
+
+    def _backoff(self, attempt: int) -> None:
+        with self._rng_lock:
+            jitter = self._rng.random()
+        self._sleep(min(0.2, 0.002 * (2 ** min(attempt, 7))) * (0.5 + jitter))
+
+
+def _net(cidr: str) -> Network:
+    return ipaddress.ip_network(cidr, strict=False)
+
+
+def _release_of(block: Block, *, addrs: Sequence[IP], handle_id: str) -> tuple[Block, list[IP]]:
+    return block.release(addrs, handle_id=handle_id)
