@@ -82,6 +82,7 @@ class EtcdServer:
     def __init__(self, *, data_dir: Path | None = None) -> None:
         self._own_dir = data_dir is None
         self.dir = Path(data_dir or tempfile.mkdtemp(prefix="wren-etcd-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.client_port = free_port()
         self.peer_port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.client_port}"
@@ -339,6 +340,7 @@ class KubeAPIServer:
     def session(self) -> requests.Session:
         """A requests session authenticated as the admin, for test setup."""
         s = requests.Session()
+        s.trust_env = False  # REQUESTS_CA_BUNDLE in the environment would override `verify`
         s.headers["Authorization"] = f"Bearer {self.token}"
         s.verify = str(self.ca_path)
         return s

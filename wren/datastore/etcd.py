@@ -114,6 +114,9 @@ class EtcdBackend:
         if not endpoints:
             raise ValueError("ETCD_ENDPOINTS: at least one endpoint is required")
         self._session = requests.Session()
+        # Environment settings (REQUESTS_CA_BUNDLE, *_PROXY) would silently override the
+        # configured CA and route loopback/cluster traffic through proxies: ETCD_* rules alone.
+        self._session.trust_env = False
         tls = tls or EtcdTLS()
         if tls.ca_cert:
             self._session.verify = tls.ca_cert
