@@ -153,7 +153,7 @@ def test_concurrent_allocations_never_hand_out_an_address_twice(db: MemoryBacken
         try:
             for i in range(8):
                 results.extend(a.auto_assign(handle_id=f"net.t{n}-{i}", node=f"n{1 + n % 2}"))
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
