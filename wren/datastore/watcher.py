@@ -120,9 +120,9 @@ class Watcher(threading.Thread):
                     if self._sleep(self._delay()):
                         return
                     self._probe()
+                    self._set_connected(True)
                 if self._revision is None:
                     self._relist()
-                self._set_connected(True)
                 self._failures = 0
                 for event in self.backend.watch(
                     self.kind, revision=self._revision or "", stop=self.stop_event
@@ -164,6 +164,7 @@ class Watcher(threading.Thread):
     # -- state ------------------------------------------------------------------------------
     def _relist(self) -> None:
         listing = self.backend.list(self.kind)
+        self._set_connected(True)
         fresh = {_key(b): b for b in listing.items}
         for key in sorted(self._state.keys() - fresh.keys()):
             self.out.put(Update(self.kind.name, key, None))
