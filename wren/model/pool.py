@@ -124,22 +124,11 @@ class IPPool(Resource):
         return self.spec.cidr
 
 
-class _ReservedCIDR(Net):
-    """A CIDR or a single address (stored as /32 or /128), as Calico's `cidrs` validator takes."""
-
-    def load(self, value: Any, path: str) -> IPNetwork:
-        if isinstance(value, str) and "/" not in value:
-            try:
-                return ipaddress.ip_network(value)
-            except ValueError:
-                raise FieldError(path, f"{value!r} is not a valid CIDR or address") from None
-        return super().load(value, path)
-
-
 @dataclass(frozen=True, kw_only=True)
 class IPReservationSpec:
     reserved_cidrs: tuple[IPNetwork, ...] = field(
-        default=(), metadata=j("reservedCIDRs", ListOf(_ReservedCIDR()))
+        # Calico's `cidrs` rule: addresses or CIDRs, host bits allowed (masked off here).
+        default=(), metadata=j("reservedCIDRs", ListOf(Net(strict=False)))
     )
 
 
