@@ -1,0 +1,141 @@
+"""The agent's view of the cluster: the last valid version of every resource calc reads.
+
+Raw bodies come from the datastore watchers; they are parsed and validated here, at the
+boundary. An invalid body is reported and ignored — the last valid version stays in force, so a
+bad edit never half-programs the node (DESIGN: every bad input changes nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.calc.dataplane_calc import CalcInput, FelixSettings, HostFacts
+from agent.calc.desired import IPAddress, IPNetwork
+from wren.model import (
+    BGPConfiguration,
+    BGPFilter,
+    BGPPeer,
+    BlockAffinity,
+    FelixConfiguration,
+    IPAMBlock,
+    IPPool,
+    Node,
+    Resource,
+    WorkloadEndpoint,
+    parse,
+)
+
+__all__ = ["WATCHED_KINDS", "ClusterState", "felix_settings"]
+
+# What the agent watches, in the order calc needs them to be in sync.
+WATCHED_KINDS: tuple[str, ...] = (
+    "FelixConfiguration",
+    "BGPConfiguration",
+    "IPPool",
+    "Node",
+    "BGPPeer",
+    "BGPFilter",
+    "IPAMBlock",
+    "BlockAffinity",
+    "WorkloadEndpoint",
+)
+
+
+@dataclass
+class ClusterState:
+    node_name: str
+    resources: dict[str, dict[str, Resource]] = field(default_factory=dict)
+    learned: dict[IPNetwork, IPAddress] = field(default_factory=dict)
+
+    def apply(self, kind: str, key: str, body: Mapping[str, Any] | None) -> bool:
+        """Record one update; returns whether anything calc reads changed.
+
+        Raises ValidationError for an invalid body (the caller logs it); state is unchanged.
+        """
+        table = self.resources.setdefault(kind, {})
+        if body is None:
+            return table.pop(key, None) is not None
+        resource = parse(body)
+        if isinstance(resource, WorkloadEndpoint) and resource.spec.node != self.node_name:
+            # Other nodes' pods are reached through their blocks; drop a stale local copy only.
+            return table.pop(key, None) is not None
+        old = table.get(key)
+        table[key] = resource
+        return old is None or _content(old) != _content(resource)
+
+    def set_learned(self, routes: Mapping[IPNetwork, IPAddress]) -> bool:
+        if dict(routes) == self.learned:
+            return False
+        self.learned = dict(routes)
+        return True
+
+    def of(self, kind: str) -> dict[str, Any]:
+        return self.resources.get(kind, {})
+
+    def calc_input(self, host: HostFacts) -> CalcInput:
+        return CalcInput(
+            node_name=self.node_name,
+            pools={k: v for k, v in self.of("IPPool").items() if isinstance(v, IPPool)},
+            nodes={k: v for k, v in self.of("Node").items() if isinstance(v, Node)},
+            blocks={k: v for k, v in self.of("IPAMBlock").items() if isinstance(v, IPAMBlock)},
+            endpoints={
+                k: v for k, v in self.of("WorkloadEndpoint").items()
+                if isinstance(v, WorkloadEndpoint)
+            },
+            learned=dict(self.learned),
+            felix=felix_settings(self.of("FelixConfiguration"), self.node_name),
+            host=host,
+        )
+
+    @property
+    def bgp_configuration(self) -> BGPConfiguration | None:
+        default = self.of("BGPConfiguration").get("default")
+        return default if isinstance(default, BGPConfiguration) else None
+
+    @property
+    def bgp_peers(self) -> list[BGPPeer]:
+        return [p for p in self.of("BGPPeer").values() if isinstance(p, BGPPeer)]
+
+    @property
+    def bgp_filters(self) -> dict[str, BGPFilter]:
+        return {k: v for k, v in self.of("BGPFilter").items() if isinstance(v, BGPFilter)}
+
+    @property
+    def block_affinities(self) -> list[BlockAffinity]:
+        return [a for a in self.of("BlockAffinity").values() if isinstance(a, BlockAffinity)]
+
+
+def _content(res: Resource) -> Any:
+    """A resource without its resourceVersion: a bare version bump is not a change."""
+    return (res.metadata.labels, res.metadata.annotations, res.spec)
+
+
+def felix_settings(configs: Mapping[str, Any], node_name: str) -> FelixSettings:
+    """Felix's precedence: `node.<name>` over `default` over built-in defaults."""
+    merged: dict[str, Any] = {}
+    for name in ("default", f"node.{node_name}"):
+        cfg = configs.get(name)
+        if isinstance(cfg, FelixConfiguration):
+            merged.update({k: v for k, v in vars_of(cfg.spec).items() if v is not None})
+    base = FelixSettings()
+    return FelixSettings(
+        vxlan_vni=int(merged.get("vxlan_vni") or base.vxlan_vni),
+        vxlan_port=int(merged.get("vxlan_port") or base.vxlan_port),
+        vxlan_mtu=int(merged.get("vxlan_mtu") or 0),
+        ipip_mtu=int(merged.get("ipip_mtu") or 0),
+        veth_mtu=int(merged.get("veth_mtu") or merged.get("mtu") or 0),
+        ipip_enabled=merged.get("ipip_enabled"),
+        vxlan_enabled=merged.get("vxlan_enabled"),
+    )
+
+
+def vars_of(spec: Any) -> dict[str, Any]:
+    import dataclasses
+
+    if dataclasses.is_dataclass(spec):
+        return {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
+    return {}
+
+

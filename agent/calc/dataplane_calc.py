@@ -1,0 +1,233 @@
+"""From cluster resources to this node's desired dataplane. Pure: no I/O, no clock.
+
+    pools ─────┐
+    nodes ─────┤                       ┌─► workload routes (+ neighbour entries)
+    blocks ────┼──► compute_desired() ─┼─► blackholes for our blocks, routes to other blocks
+    endpoints ─┤                       ├─► vxlan.calico / tunl0 devices, remote VTEPs
+    learned ───┘  (BGP, from sidecar)  └─► NAT-outgoing pools, pod MTU
+
+How a remote block is reached depends on the pool it belongs to (Calico's rules):
+  vxlanMode Always                → via <owner's VTEP IP> dev vxlan.calico onlink   (datastore)
+  vxlanMode CrossSubnet           → same, unless the owner is in our subnet: direct  (datastore)
+  ipipMode Always                 → via <BGP next hop> dev tunl0 onlink              (BGP)
+  ipipMode CrossSubnet            → same, unless the next hop is in our subnet: direct (BGP)
+  both Never                      → via <BGP next hop> dev <parent> onlink           (BGP)
+"Our subnet" is the prefix of this node's `spec.bgp.ipv4Address`. VXLAN routes come from the
+datastore (blocks + their node's VTEP), as in Calico; the rest from what BGP learned, so that a
+block that no BGP peer announces is not routed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from agent.calc.desired import (
+    VTEP,
+    BlockRoute,
+    DesiredDataplane,
+    IPAddress,
+    IPIPDevice,
+    IPNetwork,
+    NatPoolSpec,
+    VXLANDevice,
+    WorkloadRoute,
+)
+from wren.constants import IPIP_DEVICE, VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI
+from wren.model import IPAMBlock, IPPool, Node, WorkloadEndpoint
+
+__all__ = ["CalcInput", "FelixSettings", "HostFacts", "compute_desired", "vxlan_mac_for"]
+
+
+@dataclass(frozen=True, slots=True)
+class FelixSettings:
+    """The FelixConfiguration fields calc needs (global `default` merged with `node.<name>`)."""
+
+    vxlan_vni: int = VXLAN_VNI
+    vxlan_port: int = VXLAN_PORT
+    vxlan_mtu: int = 0  # 0: derive from the host MTU
+    ipip_mtu: int = 0
+    veth_mtu: int = 0
+    ipip_enabled: bool | None = None  # None: on when a pool uses IPIP
+    vxlan_enabled: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HostFacts:
+    """What the agent read from the host: the interface holding the node address, its MTU."""
+
+    parent_iface: str | None = None
+    host_mtu: int = 1500
+
+
+@dataclass(frozen=True, slots=True)
+class CalcInput:
+    node_name: str
+    pools: Mapping[str, IPPool] = field(default_factory=dict)
+    nodes: Mapping[str, Node] = field(default_factory=dict)
+    blocks: Mapping[str, IPAMBlock] = field(default_factory=dict)
+    endpoints: Mapping[str, WorkloadEndpoint] = field(default_factory=dict)  # this node's only
+    learned: Mapping[IPNetwork, IPAddress] = field(default_factory=dict)  # prefix → next hop
+    felix: FelixSettings = field(default_factory=FelixSettings)
+    host: HostFacts = field(default_factory=HostFacts)
+
+
+def vxlan_mac_for(node_name: str) -> str:
+    """A stable, locally administered MAC for a node's VTEP: 66: + 5 bytes of sha1(name)."""
+    digest = hashlib.sha1(node_name.encode()).digest()[:5]
+    return "66:" + ":".join(f"{b:02x}" for b in digest)
+
+
+def _pool_for(pools: Mapping[str, IPPool], net: IPNetwork) -> IPPool | None:
+    """The most specific pool containing `net`."""
+    best: IPPool | None = None
+    for pool in pools.values():
+        cidr = pool.spec.cidr
+        if cidr.version == net.version and net.subnet_of(cidr):  # type: ignore[arg-type]
+            if best is None or cidr.prefixlen > best.spec.cidr.prefixlen:
+                best = pool
+    return best
+
+
+def _needs_encap(mode: str, my_net: IPNetwork | None, remote: IPAddress) -> bool:
+    if mode == "Always":
+        return True
+    if mode == "CrossSubnet":
+        return my_net is None or remote not in my_net
+    return False
+
+
+def _node_ip(node: Node | None) -> ipaddress.IPv4Interface | None:
+    if node is None or node.spec.bgp is None:
+        return None
+    return node.spec.bgp.ipv4_address
+
+
+def compute_desired(inp: CalcInput) -> DesiredDataplane:
+    me = inp.nodes.get(inp.node_name)
+    my_if = _node_ip(me)
+    my_net: IPNetwork | None = my_if.network if my_if is not None else None
+    warnings: list[str] = []
+
+    workload_routes: dict[IPNetwork, WorkloadRoute] = {}
+    for key, wep in sorted(inp.endpoints.items()):
+        for net in wep.spec.ip_networks:
+            host = ipaddress.ip_network(f"{net.network_address}/{net.max_prefixlen}")
+            if host in workload_routes:
+                warnings.append(f"WorkloadEndpoint {key}: address {host} also used by "
+                                f"{workload_routes[host].endpoint}; keeping the first")
+                continue
+            workload_routes[host] = WorkloadRoute(
+                dst=host, iface=wep.spec.interface_name, mac=wep.spec.mac or None, endpoint=key
+            )
+
+    uses_vxlan = any(p.spec.vxlan_mode != "Never" for p in inp.pools.values())
+    uses_ipip = any(p.spec.ipip_mode != "Never" for p in inp.pools.values())
+    if inp.felix.vxlan_enabled is not None:
+        uses_vxlan = inp.felix.vxlan_enabled
+    if inp.felix.ipip_enabled is not None:
+        uses_ipip = inp.felix.ipip_enabled
+
+    block_routes: dict[IPNetwork, BlockRoute] = {}
+    local_blocks: set[IPNetwork] = set()
+    for block in inp.blocks.values():
+        if block.affinity_node == inp.node_name:
+            local_blocks.add(block.spec.cidr)
+            block_routes[block.spec.cidr] = BlockRoute(
+                dst=block.spec.cidr, kind="blackhole", node=inp.node_name
+            )
+
+    # Remote VXLAN blocks, from the datastore.
+    vteps: dict[str, VTEP] = {}
+    for name, node in inp.nodes.items():
+        if name == inp.node_name:
+            continue
+        addr = _node_ip(node)
+        tunnel = node.spec.ipv4_vxlan_tunnel_addr
+        if addr is not None and tunnel is not None:
+            vteps[name] = VTEP(
+                node=name, ip=tunnel, mac=node.spec.vxlan_tunnel_mac_addr or vxlan_mac_for(name),
+                node_ip=addr.ip,
+            )
+    for block in inp.blocks.values():
+        owner = block.affinity_node
+        if owner is None or owner == inp.node_name:
+            continue
+        pool = _pool_for(inp.pools, block.spec.cidr)
+        if pool is None or pool.spec.vxlan_mode == "Never":
+            continue
+        owner_if = _node_ip(inp.nodes.get(owner))
+        if owner_if is None:
+            warnings.append(f"IPAMBlock {block.spec.cidr}: node {owner} has no address; no route")
+            continue
+        if _needs_encap(pool.spec.vxlan_mode, my_net, owner_if.ip):
+            vtep = vteps.get(owner)
+            if vtep is None:
+                warnings.append(f"IPAMBlock {block.spec.cidr}: node {owner} has no VXLAN tunnel "
+                                "address yet; no route")
+                continue
+            block_routes[block.spec.cidr] = BlockRoute(
+                dst=block.spec.cidr, kind="vxlan", gateway=vtep.ip, device=VXLAN_DEVICE, node=owner
+            )
+        else:
+            block_routes[block.spec.cidr] = BlockRoute(
+                dst=block.spec.cidr, kind="direct", gateway=owner_if.ip,
+                device=inp.host.parent_iface, node=owner,
+            )
+
+    # Remote direct / IPIP blocks, from what BGP learned.
+    for prefix, next_hop in sorted(inp.learned.items(), key=lambda kv: str(kv[0])):
+        if prefix in block_routes or any(prefix.overlaps(b) for b in local_blocks):
+            continue
+        pool = _pool_for(inp.pools, prefix)
+        if pool is None or pool.spec.vxlan_mode != "Never":
+            continue
+        if _needs_encap(pool.spec.ipip_mode, my_net, next_hop) and next_hop.version == 4:
+            block_routes[prefix] = BlockRoute(
+                dst=prefix, kind="ipip", gateway=next_hop, device=IPIP_DEVICE
+            )
+        else:
+            block_routes[prefix] = BlockRoute(
+                dst=prefix, kind="direct", gateway=next_hop, device=inp.host.parent_iface
+            )
+
+    host_mtu = inp.host.host_mtu
+    vxlan_mtu = inp.felix.vxlan_mtu or host_mtu - 50
+    ipip_mtu = inp.felix.ipip_mtu or host_mtu - 20
+    pod_mtu = inp.felix.veth_mtu or min(
+        [host_mtu, *([vxlan_mtu] if uses_vxlan else []), *([ipip_mtu] if uses_ipip else [])]
+    )
+
+    vxlan: VXLANDevice | None = None
+    if uses_vxlan and me is not None and my_if is not None:
+        if me.spec.ipv4_vxlan_tunnel_addr is not None:
+            vxlan = VXLANDevice(
+                vni=inp.felix.vxlan_vni, port=inp.felix.vxlan_port, local_ip=my_if.ip,
+                parent=inp.host.parent_iface,
+                mac=me.spec.vxlan_tunnel_mac_addr or vxlan_mac_for(inp.node_name),
+                address=me.spec.ipv4_vxlan_tunnel_addr, mtu=vxlan_mtu,
+            )
+        else:
+            warnings.append(f"Node {inp.node_name}: VXLAN in use but no VXLAN tunnel address yet")
+
+    ipip: IPIPDevice | None = None
+    if uses_ipip:
+        tunnel = me.spec.bgp.ipv4_ipip_tunnel_addr if me is not None and me.spec.bgp else None
+        ipip = IPIPDevice(address=tunnel, mtu=ipip_mtu)
+
+    nat_pools = tuple(
+        NatPoolSpec(cidr=p.spec.cidr, nat_outgoing=p.spec.nat_outgoing and not p.spec.disabled)
+        for _, p in sorted(inp.pools.items())
+    )
+    return DesiredDataplane(
+        workload_routes=workload_routes,
+        block_routes=block_routes,
+        vxlan=vxlan,
+        vteps=tuple(sorted(vteps.values(), key=lambda v: v.node)) if vxlan is not None else (),
+        ipip=ipip,
+        nat_pools=nat_pools,
+        mtu=pod_mtu,
+        warnings=tuple(warnings),
+    )

@@ -1,0 +1,93 @@
+"""What this node's kernel should look like: the output of calc, the input of the managers.
+
+Frozen values only; the managers turn them into kernel-table entries. Kept apart from the calc
+so that a manager, a test or `wrenctl` can read the desired state without importing the calc.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = [
+    "VTEP",
+    "BlockRoute",
+    "DesiredDataplane",
+    "IPIPDevice",
+    "IPNetwork",
+    "NatPoolSpec",
+    "VXLANDevice",
+    "WorkloadRoute",
+]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadRoute:
+    """`<ip>/32 dev caliX scope link` plus a permanent neighbour entry ip → mac."""
+
+    dst: IPNetwork
+    iface: str
+    mac: str | None
+    endpoint: str  # namespace/name, for logs
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRoute:
+    """A route for a whole block: ours (blackhole) or another node's (via its address/VTEP)."""
+
+    dst: IPNetwork
+    kind: Literal["blackhole", "direct", "ipip", "vxlan"]
+    gateway: IPAddress | None = None
+    device: str | None = None  # parent interface (direct), tunl0, vxlan.calico
+    node: str = ""  # which node owns the block, for logs
+
+
+@dataclass(frozen=True, slots=True)
+class VXLANDevice:
+    vni: int
+    port: int
+    local_ip: IPAddress  # the node's own address
+    parent: str | None  # the interface holding local_ip
+    mac: str
+    address: IPAddress  # this node's VTEP address (/32 on the device)
+    mtu: int
+
+
+@dataclass(frozen=True, slots=True)
+class VTEP:
+    """Another node's VXLAN endpoint: neighbour (ip → mac) and FDB (mac → node_ip) entries."""
+
+    node: str
+    ip: IPAddress
+    mac: str
+    node_ip: IPAddress
+
+
+@dataclass(frozen=True, slots=True)
+class IPIPDevice:
+    address: IPAddress | None
+    mtu: int
+
+
+@dataclass(frozen=True, slots=True)
+class NatPoolSpec:
+    cidr: IPNetwork
+    nat_outgoing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredDataplane:
+    workload_routes: dict[IPNetwork, WorkloadRoute] = field(default_factory=dict)
+    block_routes: dict[IPNetwork, BlockRoute] = field(default_factory=dict)
+    vxlan: VXLANDevice | None = None
+    vteps: tuple[VTEP, ...] = ()
+    ipip: IPIPDevice | None = None
+    nat_pools: tuple[NatPoolSpec, ...] = ()
+    mtu: int = 1500
+    # Problems found while computing (an endpoint with an address outside every pool...):
+    # logged by the daemon, never fatal.
+    warnings: tuple[str, ...] = ()

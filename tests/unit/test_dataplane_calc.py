@@ -1,0 +1,166 @@
+"""The pure calc: which routes, devices and NAT pools a node wants, for Calico's pool modes."""
+
+import ipaddress
+from typing import Any
+
+from agent.calc.dataplane_calc import (
+    CalcInput,
+    FelixSettings,
+    HostFacts,
+    compute_desired,
+    vxlan_mac_for,
+)
+from wren.model import IPAMBlock, IPPool, Node, WorkloadEndpoint, parse
+
+ip = ipaddress.ip_address
+net = ipaddress.ip_network
+
+
+def pool(name: str, cidr: str, **spec: Any) -> IPPool:
+    res = parse({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+                 "metadata": {"name": name}, "spec": {"cidr": cidr, **spec}})
+    assert isinstance(res, IPPool)
+    return res
+
+
+def node(name: str, addr: str, **spec: Any) -> Node:
+    bgp = {"ipv4Address": addr, **spec.pop("bgp", {})}
+    res = parse({"apiVersion": "projectcalico.org/v3", "kind": "Node",
+                 "metadata": {"name": name}, "spec": {"bgp": bgp, **spec}})
+    assert isinstance(res, Node)
+    return res
+
+
+def block(cidr: str, owner: str) -> IPAMBlock:
+    size = net(cidr).num_addresses
+    res = parse({"apiVersion": "projectcalico.org/v3", "kind": "IPAMBlock",
+                 "metadata": {"name": cidr.replace("/", "-").replace(".", "-")},
+                 "spec": {"cidr": cidr, "affinity": f"host:{owner}", "strictAffinity": False,
+                          "allocations": [None] * size, "unallocated": list(range(size)),
+                          "attributes": []}})
+    assert isinstance(res, IPAMBlock)
+    return res
+
+
+def wep(name: str, node_name: str, ipnet: str, iface: str, mac: str = "ee:ee:ee:ee:ee:ee") -> WorkloadEndpoint:
+    res = parse({"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
+                 "metadata": {"name": name, "namespace": "default"},
+                 "spec": {"node": node_name, "orchestrator": "k8s", "pod": "p", "endpoint": "eth0",
+                          "ipNetworks": [ipnet], "interfaceName": iface, "mac": mac}})
+    assert isinstance(res, WorkloadEndpoint)
+    return res
+
+
+NODES = {
+    "n1": node("n1", "10.0.1.11/24", ipv4VXLANTunnelAddr="10.65.0.1"),
+    "n2": node("n2", "10.0.1.12/24", ipv4VXLANTunnelAddr="10.65.1.1"),
+    "n3": node("n3", "10.0.2.11/24", ipv4VXLANTunnelAddr="10.65.2.1",
+               vxlanTunnelMACAddr="66:00:00:00:00:03"),
+}
+BLOCKS = {b: block(b, o) for b, o in
+          (("10.65.0.0/26", "n1"), ("10.65.1.0/26", "n2"), ("10.65.2.0/26", "n3"))}
+LEARNED = {net("10.65.1.0/26"): ip("10.0.1.12"), net("10.65.2.0/26"): ip("10.0.2.11")}
+HOST = HostFacts(parent_iface="eth0", host_mtu=1500)
+
+
+def calc(pools: dict[str, IPPool], **kw: Any) -> Any:
+    args: dict[str, Any] = {"node_name": "n1", "pools": pools, "nodes": NODES, "blocks": BLOCKS,
+                            "learned": LEARNED, "host": HOST}
+    args.update(kw)
+    return compute_desired(CalcInput(**args))
+
+
+def test_local_workloads_get_a_host_route_on_their_cali_interface() -> None:
+    d = calc({"p": pool("p", "10.65.0.0/16")},
+             endpoints={"default/a": wep("a", "n1", "10.65.0.5/32", "cali0123456789a")})
+    route = d.workload_routes[net("10.65.0.5/32")]
+    assert route.iface == "cali0123456789a" and route.mac == "ee:ee:ee:ee:ee:ee"
+
+
+def test_own_blocks_are_blackholed_and_never_routed_elsewhere() -> None:
+    learned = {**LEARNED, net("10.65.0.0/26"): ip("10.0.1.12")}
+    d = calc({"p": pool("p", "10.65.0.0/16")}, learned=learned)
+    assert d.block_routes[net("10.65.0.0/26")].kind == "blackhole"
+
+
+def test_never_mode_routes_learned_blocks_directly_via_next_hop() -> None:
+    d = calc({"p": pool("p", "10.65.0.0/16")})
+    r = d.block_routes[net("10.65.1.0/26")]
+    assert (r.kind, r.gateway, r.device) == ("direct", ip("10.0.1.12"), "eth0")
+    assert d.ipip is None and d.vxlan is None and d.mtu == 1500
+
+
+def test_ipip_always_tunnels_every_learned_block_through_tunl0() -> None:
+    d = calc({"p": pool("p", "10.65.0.0/16", ipipMode="Always")})
+    assert {r.kind for r in d.block_routes.values() if r.kind != "blackhole"} == {"ipip"}
+    assert d.block_routes[net("10.65.2.0/26")].device == "tunl0"
+    assert d.ipip is not None and d.ipip.mtu == 1480 and d.mtu == 1480
+
+
+def test_ipip_crosssubnet_is_direct_in_our_subnet_and_tunnelled_across() -> None:
+    d = calc({"p": pool("p", "10.65.0.0/16", ipipMode="CrossSubnet")})
+    assert d.block_routes[net("10.65.1.0/26")].kind == "direct"
+    assert d.block_routes[net("10.65.2.0/26")].kind == "ipip"
+
+
+def test_vxlan_routes_come_from_the_datastore_not_bgp() -> None:
+    d = calc({"p": pool("p", "10.65.0.0/16", vxlanMode="Always")}, learned={})
+    r = d.block_routes[net("10.65.2.0/26")]
+    assert (r.kind, r.gateway, r.device) == ("vxlan", ip("10.65.2.1"), "vxlan.calico")
+    assert d.vxlan is not None and d.vxlan.vni == 4096 and d.vxlan.port == 4789
+    assert d.vxlan.local_ip == ip("10.0.1.11") and d.vxlan.mac == vxlan_mac_for("n1")
+    assert d.vxlan.mtu == 1450 and d.mtu == 1450
+    vteps = {v.node: v for v in d.vteps}
+    assert vteps["n3"].mac == "66:00:00:00:00:03" and vteps["n3"].node_ip == ip("10.0.2.11")
+    assert vteps["n2"].mac == vxlan_mac_for("n2")
+
+
+def test_vxlan_crosssubnet_goes_direct_to_nodes_in_our_subnet() -> None:
+    d = calc({"p": pool("p", "10.65.0.0/16", vxlanMode="CrossSubnet")}, learned={})
+    assert d.block_routes[net("10.65.1.0/26")].kind == "direct"
+    assert d.block_routes[net("10.65.1.0/26")].gateway == ip("10.0.1.12")
+    assert d.block_routes[net("10.65.2.0/26")].kind == "vxlan"
+
+
+def test_switching_a_pool_mode_changes_only_the_remote_block_routes() -> None:
+    before = calc({"p": pool("p", "10.65.0.0/16", ipipMode="Always")},
+                  endpoints={"default/a": wep("a", "n1", "10.65.0.5/32", "cali0123456789a")})
+    after = calc({"p": pool("p", "10.65.0.0/16", ipipMode="Never")},
+                 endpoints={"default/a": wep("a", "n1", "10.65.0.5/32", "cali0123456789a")})
+    assert before.workload_routes == after.workload_routes
+    assert before.block_routes[net("10.65.0.0/26")] == after.block_routes[net("10.65.0.0/26")]
+    assert after.block_routes[net("10.65.2.0/26")].kind == "direct"
+
+
+def test_learned_routes_outside_every_pool_are_not_programmed() -> None:
+    d = calc({"p": pool("p", "10.65.0.0/16")}, learned={net("192.168.0.0/24"): ip("10.0.1.12")})
+    assert net("192.168.0.0/24") not in d.block_routes
+
+
+def test_nat_pools_mark_only_enabled_natoutgoing_pools() -> None:
+    d = calc({"a": pool("a", "10.65.0.0/16", natOutgoing=True),
+              "b": pool("b", "10.66.0.0/16", natOutgoing=True, disabled=True),
+              "c": pool("c", "10.67.0.0/16")})
+    assert [(str(p.cidr), p.nat_outgoing) for p in d.nat_pools] == [
+        ("10.65.0.0/16", True), ("10.66.0.0/16", False), ("10.67.0.0/16", False)]
+
+
+def test_felix_configuration_overrides_vni_and_mtu() -> None:
+    d = calc({"p": pool("p", "10.65.0.0/16", vxlanMode="Always")}, learned={},
+             felix=FelixSettings(vxlan_vni=7000, vxlan_mtu=1400))
+    assert d.vxlan is not None and d.vxlan.vni == 7000 and d.vxlan.mtu == 1400 and d.mtu == 1400
+
+
+def test_a_vtep_without_tunnel_address_yet_is_a_warning_not_a_crash() -> None:
+    nodes = {**NODES, "n3": node("n3", "10.0.2.11/24")}
+    d = calc({"p": pool("p", "10.65.0.0/16", vxlanMode="Always")}, nodes=nodes, learned={})
+    assert net("10.65.2.0/26") not in d.block_routes
+    assert any("n3" in w for w in d.warnings)
+
+
+def test_two_endpoints_claiming_one_address_keep_the_first_and_warn() -> None:
+    d = calc({"p": pool("p", "10.65.0.0/16")},
+             endpoints={"default/a": wep("a", "n1", "10.65.0.5/32", "cali0000000000a"),
+                        "default/b": wep("b", "n1", "10.65.0.5/32", "cali0000000000b")})
+    assert d.workload_routes[net("10.65.0.5/32")].iface == "cali0000000000a"
+    assert d.warnings
