@@ -85,9 +85,9 @@ def _pool_for(pools: Mapping[str, IPPool], net: IPNetwork) -> IPPool | None:
     best: IPPool | None = None
     for pool in pools.values():
         cidr = pool.spec.cidr
-        if cidr.version == net.version and net.subnet_of(cidr):  # type: ignore[arg-type]
-            if best is None or cidr.prefixlen > best.spec.cidr.prefixlen:
-                best = pool
+        inside = cidr.version == net.version and net.subnet_of(cidr)  # type: ignore[arg-type]
+        if inside and (best is None or cidr.prefixlen > best.spec.cidr.prefixlen):
+            best = pool
     return best
 
 

@@ -42,7 +42,9 @@ def block(cidr: str, owner: str) -> IPAMBlock:
     return res
 
 
-def wep(name: str, node_name: str, ipnet: str, iface: str, mac: str = "ee:ee:ee:ee:ee:ee") -> WorkloadEndpoint:
+def wep(
+    name: str, node_name: str, ipnet: str, iface: str, mac: str = "ee:ee:ee:ee:ee:ee"
+) -> WorkloadEndpoint:
     res = parse({"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
                  "metadata": {"name": name, "namespace": "default"},
                  "spec": {"node": node_name, "orchestrator": "k8s", "pod": "p", "endpoint": "eth0",
