@@ -287,7 +287,7 @@ def parse_as_number(value: Any) -> int:
     elif isinstance(value, str) and re.fullmatch(r"\d+\.\d+", value):
         high, low = (int(p) for p in value.split("."))
         if high > 0xFFFF or low > 0xFFFF:
-            raise ValueError(f"{value!r}: both asdot halves must be at most 65535")
+            raise ValueError(f"{value!r}: each half of an asdot AS number must be at most 65535")
         number = (high << 16) | low
     else:
         raise ValueError(f"{value!r} is not an AS number (a number or asdot like 1.10)")
