@@ -30,7 +30,7 @@ __all__ = [
     "KUBE_APISERVER_BINARY",
     "EtcdServer",
     "KubeAPIServer",
-    "ServerFailed",
+    "ServerStartError",
     "free_port",
 ]
 
@@ -43,7 +43,7 @@ KUBE_APISERVER_BINARY = (
 REPO = Path(__file__).resolve().parent.parent
 
 
-class ServerFailed(RuntimeError):
+class ServerStartError(RuntimeError):
     """A test server did not come up; carries the tail of its log."""
 
 
@@ -114,13 +114,14 @@ class EtcdServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise ServerFailed(f"etcd exited with {self.proc.returncode}:\n{_tail(self.log_path)}")
+                raise ServerStartError(
+                    f"etcd exited with {self.proc.returncode}:\n{_tail(self.log_path)}")
             with contextlib.suppress(requests.RequestException):
                 if requests.get(f"{self.endpoint}/health", timeout=1).ok:
                     return self
             time.sleep(0.1)
         self.stop()
-        raise ServerFailed(f"etcd not healthy after {timeout}s:\n{_tail(self.log_path)}")
+        raise ServerStartError(f"etcd not healthy after {timeout}s:\n{_tail(self.log_path)}")
 
     def stop(self) -> None:
         _stop_pid(self.proc)
@@ -134,9 +135,8 @@ class EtcdServer:
     def compact(self, revision: int | None = None) -> int:
         """Compact history up to `revision` (default: now), as `etcdctl compact` does."""
         rev = revision or self.revision()
-        resp = requests.post(
-            f"{self.endpoint}/v3/kv/compaction", json={"revision": rev, "physical": True}, timeout=10
-        )
+        resp = requests.post(f"{self.endpoint}/v3/kv/compaction",
+                             json={"revision": rev, "physical": True}, timeout=10)
         resp.raise_for_status()
         return rev
 
@@ -225,7 +225,7 @@ class KubeAPIServer:
 
     def start(self, timeout: float = 120.0) -> KubeAPIServer:
         if not self.binary.exists():
-            raise ServerFailed(
+            raise ServerStartError(
                 f"{self.binary} missing: run `make kube-apiserver` "
                 "(tools/build-kube-apiserver.sh) once on this machine"
             )
@@ -267,7 +267,7 @@ class KubeAPIServer:
         headers = {"Authorization": f"Bearer {self.token}"}
         while True:
             if self.proc.poll() is not None:
-                raise ServerFailed(
+                raise ServerStartError(
                     f"kube-apiserver exited with {self.proc.returncode}:\n{_tail(self.log_path)}"
                 )
             with contextlib.suppress(requests.RequestException):
@@ -276,7 +276,7 @@ class KubeAPIServer:
                 if resp.ok:
                     break
             if time.monotonic() > deadline:
-                raise ServerFailed(f"kube-apiserver not ready after {timeout}s:\n"
+                raise ServerStartError(f"kube-apiserver not ready after {timeout}s:\n"
                                    f"{_tail(self.log_path)}")
             time.sleep(0.5)
         self.install_crds(timeout=max(10.0, deadline - time.monotonic()))
@@ -322,7 +322,7 @@ class KubeAPIServer:
         for doc in self.crd_documents():
             resp = session.post(base, json=doc, timeout=10)
             if resp.status_code not in (201, 409):
-                raise ServerFailed(f"CRD {doc['metadata']['name']}: HTTP {resp.status_code} "
+                raise ServerStartError(f"CRD {doc['metadata']['name']}: HTTP {resp.status_code} "
                                    f"{resp.text[:500]}")
             names.append(doc["metadata"]["name"])
         deadline = time.monotonic() + timeout
@@ -334,7 +334,7 @@ class KubeAPIServer:
                 if conds.get("Established") == "True":
                     break
                 if time.monotonic() > deadline:
-                    raise ServerFailed(f"CRD {name} not established: {conds}")
+                    raise ServerStartError(f"CRD {name} not established: {conds}")
                 time.sleep(0.2)
 
     def session(self) -> requests.Session:

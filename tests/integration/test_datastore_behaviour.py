@@ -259,7 +259,7 @@ def test_watch_from_a_compacted_revision_raises_compacted(
 def test_watcher_relists_after_compaction_emitting_only_differences(
     datastore: Datastore, backend: Backend
 ) -> None:
-    keep, change, vanish = (backend.create(pool(n, cidr=c)) for n, c in
+    keep, change, _vanish = (backend.create(pool(n, cidr=c)) for n, c in
                             (("keep", "10.30.0.0/16"), ("change", "10.31.0.0/16"),
                              ("vanish", "10.32.0.0/16")))
     out: queue.Queue[WatcherMessage] = queue.Queue()

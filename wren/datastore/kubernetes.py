@@ -40,8 +40,9 @@ WorkloadEndpoint  ⇄  a Pod that the CNI plugin has given addresses
   A Pod is an endpoint while it is scheduled, not hostNetwork, not finished (Succeeded/Failed)
   and has the podIPs/podIP annotation. create/update patch the annotations above (create:
   AlreadyExists if the Pod already has them); delete removes them. A watch of endpoints is a
-  watch of Pods; a Pod change that leaves it without an endpoint is reported as DELETED (the
-  `Watcher` drops those for keys it never saw).
+  watch of Pods: an endpoint recorded on an existing Pod arrives as MODIFIED (treat ADDED and
+  MODIFIED alike), and a Pod change that leaves it without an endpoint is reported as DELETED
+  (the `Watcher` drops those for keys it never saw).
 
 resourceVersion is the server's; a stale one is refused by the server (409 → `Conflict`). For
 Node and WorkloadEndpoint it is the Node's / Pod's, sent as a precondition in the merge patch.
