@@ -7,7 +7,7 @@ APT_PACKAGES := etcd-server etcd-client bird2 gobgpd iproute2 iptables nftables 
 	qemu-system-x86 linux-image-amd64 busybox-static golang-go rsync dpkg-dev iputils-ping procps
 KUBE_APISERVER := $(HOME)/.cache/wren/kube-apiserver-v1.20.2/kube-apiserver
 
-.PHONY: all deps venv kube-apiserver test test-unit lint lab lab-down bench clean
+.PHONY: all deps venv kube-apiserver test test-unit test-vm lint lab lab-down bench clean
 
 all: test
 
@@ -36,6 +36,10 @@ test: deps venv kube-apiserver
 
 test-unit: venv
 	$(PY) -m pytest tests/unit
+
+# IPIP tests inside Debian's own kernel under qemu (this machine's kernel has no ipip): one boot.
+test-vm: deps venv
+	$(PY) -m pytest tests/vm tests/unit/test_vm_runner.py
 
 lint: venv
 	$(VENV)/bin/ruff check wren agent bgp tests

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -72,8 +73,9 @@ def guest_cases(vm_run: VmRun) -> list[GuestCase]:
     return parse_junit(vm_run.junit_path)
 
 
-def test_guest_finished_and_reported_its_exit_code(vm_run: VmRun,
-                                                   record_property: pytest.RecordProperty) -> None:
+def test_guest_finished_and_reported_its_exit_code(
+    vm_run: VmRun, record_property: Callable[[str, object], None],
+) -> None:
     record_property("vm_seconds", round(vm_run.seconds, 1))
     assert not vm_run.timed_out, f"guest hung; console tail:\n{vm_run.console_tail()}"
     # pytest's own codes: 0 all passed, 1 some failed (reported per test below); >= 2 means
