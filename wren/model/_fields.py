@@ -306,6 +306,7 @@ class _ASNumber(Conv[int]):
 
 AS_NUMBER = _ASNumber()
 
+MAX_DURATION_SECONDS = (2**63 - 1) / 1e9
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _UNIT_SECONDS = {
     "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
@@ -326,6 +327,9 @@ def parse_duration(text: str) -> datetime.timedelta:
         pos = m.end()
     if not body:
         raise ValueError(f"{text!r} is not a duration (like 90s, 1m30s, 2h)")
+    if seconds > MAX_DURATION_SECONDS:
+        # Go's Duration is an int64 of nanoseconds: about 292 years.
+        raise ValueError(f"duration {text!r} is too long")
     return datetime.timedelta(seconds=-seconds if text.startswith("-") else seconds)
 
 

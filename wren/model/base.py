@@ -139,8 +139,11 @@ def _parse_metadata(data: Any, *, kind: Kind) -> Metadata:
     if not isinstance(data, Mapping):
         raise ValidationError(kind=kind.name, name="", field="metadata", rule="is required")
     name = data.get("name")
-    if not isinstance(name, str) or not name:
+    if name is None or name == "":
         raise ValidationError(kind=kind.name, name="", field="metadata.name", rule="is required")
+    if not isinstance(name, str):
+        raise ValidationError(kind=kind.name, name=str(name), field="metadata.name",
+                              rule=f"must be a string, not {name!r}")
     for key in data:
         if key not in _META_KEYS and key not in _IGNORED_META:
             raise ValidationError(kind=kind.name, name=name, field=f"metadata.{key}",
