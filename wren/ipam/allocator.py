@@ -42,6 +42,7 @@ from wren.ipam.block import (
     affinity_for_node,
     candidate_blocks,
 )
+from wren.ipam.report import CheckReport, Endpoint, PoolUsage, check, usage
 from wren.ipam.resources import (
     AFFINITY_CONFIRMED,
     AFFINITY_PENDING,
@@ -85,6 +86,7 @@ K_POOL = kind_by_name("IPPool")
 K_NODE = kind_by_name("Node")
 K_CONFIG = kind_by_name("IPAMConfiguration")
 K_RESERVATION = kind_by_name("IPReservation")
+K_WEP = kind_by_name("WorkloadEndpoint")
 
 
 class IpamError(WrenError):
@@ -309,6 +311,24 @@ class Ipam:
 
     def handles(self) -> list[Handle]:
         return [handle_from_body(b) for b in self._db.list(K_HANDLE).items]
+
+    def check(self) -> CheckReport:
+        """`wrenctl ipam check`: leaks, double use, handle mismatches, orphaned blocks."""
+        endpoints = []
+        for body in self._db.list(K_WEP).items:
+            spec = body.get("spec") or {}
+            meta = body.get("metadata") or {}
+            ips = tuple(ipaddress.ip_interface(n).ip for n in spec.get("ipNetworks") or [])
+            endpoints.append(Endpoint(namespace=str(meta.get("namespace") or ""),
+                                      pod=str(spec.get("pod") or spec.get("workload") or ""),
+                                      name=str(meta.get("name") or ""), ips=ips))
+        nodes = [str((b.get("metadata") or {}).get("name")) for b in self._db.list(K_NODE).items]
+        return check(blocks=self.blocks(), handles=self.handles(), endpoints=endpoints,
+                     nodes=nodes)
+
+    def usage(self) -> list[PoolUsage]:
+        """`wrenctl ipam show`: per pool and per block, size / in use / free."""
+        return usage([(p.name, p.cidr) for p in self.pools()], self.blocks())
 
     # ----------------------------------------------------------------------------- assign
     def _usable_pools(self, req: _Request) -> list[Pool]:
