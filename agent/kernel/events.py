@@ -1,0 +1,122 @@
+"""Kernel change notifications for the tables, read by a small thread.
+
+The thread only decodes and enqueues; the main loop hands the events to the tables
+(`RouteTable.on_route`, `RouteTable.on_link`, `LinkTable.on_link`), which update their
+dataplane views, and the next `apply()` repairs any drift. No kernel I/O and no decisions happen
+in the thread. If the kernel drops notifications (ENOBUFS: the socket's buffer overflowed, e.g.
+during a burst of 50k route writes), an `EventsLost` tells the main loop to resync every table.
+"""
+
+from __future__ import annotations
+
+import errno
+import queue
+import socket
+import threading
+from dataclasses import dataclass
+
+from agent.kernel.netlink import (
+    NETLINK_ROUTE,
+    RTM_DELLINK,
+    RTM_DELROUTE,
+    RTM_NEWLINK,
+    RTM_NEWROUTE,
+    LinkInfo,
+    RouteMsg,
+    decode_link,
+    decode_route,
+    iter_messages,
+)
+from wren.log import get_logger
+
+__all__ = [
+    "RTMGRP_IPV4_ROUTE",
+    "RTMGRP_IPV6_ROUTE",
+    "RTMGRP_LINK",
+    "EventsLost",
+    "KernelEvent",
+    "KernelEventListener",
+    "LinkEvent",
+    "RouteEvent",
+]
+
+log = get_logger(__name__)
+
+RTMGRP_LINK = 0x1
+RTMGRP_IPV4_ROUTE = 0x40
+RTMGRP_IPV6_ROUTE = 0x400
+
+
+@dataclass(frozen=True, slots=True)
+class RouteEvent:
+    route: RouteMsg
+    deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LinkEvent:
+    link: LinkInfo
+    deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EventsLost:
+    """Notifications were dropped: every table must resync."""
+
+    reason: str
+
+
+KernelEvent = RouteEvent | LinkEvent | EventsLost
+
+
+class KernelEventListener:
+    """Subscribes (in the calling thread's network namespace) and feeds `out` from a thread."""
+
+    def __init__(self, out: queue.Queue[KernelEvent], *,
+                 groups: int = RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE,
+                 buffer_bytes: int = 8 << 20) -> None:
+        self._out = out
+        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                                   NETLINK_ROUTE)
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, 33, buffer_bytes)  # SO_RCVBUFFORCE
+        except OSError:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer_bytes)
+        self._sock.bind((0, groups))
+        self._sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kernel-events", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._sock.close()
+
+    def _run(self) -> None:
+        buf = bytearray(1 << 20)
+        view = memoryview(buf)
+        while not self._stop.is_set():
+            try:
+                n = self._sock.recv_into(buf)
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    self._out.put(EventsLost("kernel dropped notifications (ENOBUFS)"))
+                    continue
+                if self._stop.is_set():
+                    return
+                log.error("kernel event socket failed", error=str(exc))
+                self._out.put(EventsLost(f"event socket failed: {exc}"))
+                return
+            for msg in iter_messages(view, n):
+                if msg.type in (RTM_NEWROUTE, RTM_DELROUTE):
+                    route = decode_route(view, msg.start, msg.end)
+                    if route is not None:
+                        self._out.put(RouteEvent(route, deleted=msg.type == RTM_DELROUTE))
+                elif msg.type in (RTM_NEWLINK, RTM_DELLINK):
+                    link = decode_link(view, msg.start, msg.end)
+                    self._out.put(LinkEvent(link, deleted=msg.type == RTM_DELLINK))
