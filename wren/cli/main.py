@@ -20,6 +20,7 @@ from wren.log import configure_logging
 __all__ = ["COMMAND_MODULES", "build_cli", "cli", "main"]
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "wren.cli.ipam",
     "wren.cli.resources",
     "wren.cli.version",
 )
