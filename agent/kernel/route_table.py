@@ -1,0 +1,461 @@
+"""The routes of one routing table and one IP version that the agent owns.
+
+Felix's `routetable` in Python. Managers say which routes they want (`set_route`,
+`delete_route`, `replace_all`); `apply()` makes the kernel agree, touching only the difference:
+
+    managers ──set_route──► wanted (by iface name) ──resolve ifindex──► DeltaTracker.desired
+                                                                              │ diff
+    kernel ──dump (resync) / netlink events──► owned routes ──► DeltaTracker.dataplane
+                                                                              │
+                              apply(): deletions, then replaces, batched on the raw socket
+
+What it will and will not touch is the `OwnershipPolicy`'s answer. A route someone else owns
+that sits where we want one is a *conflict*: logged and counted, never clobbered. A route whose
+interface does not exist yet (the CNI plugin has not created the veth, or our link cache is
+behind) waits quietly and is written once the interface shows up. An undesired route on a
+workload interface is deleted only after a grace period, because the CNI plugin writes a pod's
+route before the agent hears about the pod.
+
+A fresh table dumps the kernel before its first write, so a restarted agent changes nothing
+that is already right.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from agent.kernel.delta import DeltaTracker
+from agent.kernel.netlink import (
+    RT_SCOPE_LINK,
+    RT_SCOPE_UNIVERSE,
+    RT_TABLE_MAIN,
+    RTN_BLACKHOLE,
+    RTN_UNICAST,
+    LinkInfo,
+    Netlink,
+    RouteFailure,
+    RouteMsg,
+    RouteOp,
+)
+from agent.kernel.ownership import OwnershipPolicy
+from wren.constants import ROUTE_PROTOCOL
+from wren.errors import TemporaryError, ValidationError
+from wren.log import get_logger
+
+__all__ = ["ApplyResult", "Route", "RouteTable", "RouteTableCounters"]
+
+log = get_logger(__name__)
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_IPV6_DEFAULT_METRIC = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A route the agent wants. `iface` is a device name (resolved to an index at apply time)
+    or an index. `scope=None` picks what `ip route` would: link for an IPv4 device route
+    without a gateway, universe otherwise."""
+
+    dst: IPNetwork
+    type: Literal["unicast", "blackhole"] = "unicast"
+    iface: str | int | None = None
+    gateway: IPAddress | None = None
+    onlink: bool = False
+    scope: Literal["link", "universe"] | None = None
+    protocol: int = ROUTE_PROTOCOL
+    table: int = RT_TABLE_MAIN
+    priority: int = 0
+
+    def __post_init__(self) -> None:
+        def bad(field_name: str, rule: str) -> ValidationError:
+            return ValidationError(kind="Route", name=str(self.dst), field=field_name, rule=rule)
+
+        if self.type == "blackhole":
+            if self.iface is not None or self.gateway is not None:
+                raise bad("type", "a blackhole route has no interface and no gateway")
+        elif self.iface is None and self.gateway is None:
+            raise bad("iface", "a unicast route needs an interface or a gateway")
+        if self.gateway is not None and self.gateway.version != self.dst.version:
+            raise bad("gateway", f"IPv{self.gateway.version} gateway for an "
+                                 f"IPv{self.dst.version} destination")
+        if self.onlink and self.gateway is None:
+            raise bad("onlink", "onlink needs a gateway")
+
+    @classmethod
+    def workload(cls, dst: IPNetwork, iface: str) -> Route:
+        """`<pod ip> dev caliX scope link`."""
+        return cls(dst=dst, iface=iface)
+
+    @classmethod
+    def blackhole(cls, dst: IPNetwork) -> Route:
+        """Our own block: unreachable addresses in it are dropped here, not sent upstream."""
+        return cls(dst=dst, type="blackhole")
+
+    @classmethod
+    def via(cls, dst: IPNetwork, gateway: IPAddress, *, iface: str | None = None,
+            onlink: bool = False) -> Route:
+        return cls(dst=dst, gateway=gateway, iface=iface, onlink=onlink)
+
+
+@dataclass
+class RouteTableCounters:
+    """Plain numbers for metrics; the daemon copies them into Prometheus."""
+
+    routes_programmed: int = 0  # our routes in the kernel right now
+    updates: int = 0
+    deletions: int = 0
+    drift_repaired: int = 0  # changes made because someone else changed the kernel
+    resyncs: int = 0
+    errors: int = 0  # operations the kernel refused (retried next apply)
+    conflicts: int = 0  # desired routes blocked by someone else's route, right now
+    waiting_for_iface: int = 0  # desired routes whose interface does not exist yet
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    updated: int = 0
+    deleted: int = 0
+    failures: tuple[RouteFailure, ...] = ()
+    conflicts: tuple[IPNetwork, ...] = ()
+    waiting_for_iface: int = 0
+    #: Seconds until a deferred deletion (grace period) is due; None if nothing is deferred.
+    retry_after: float | None = None
+    error: str | None = None  # the resync or the send failed as a whole
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and self.error is None
+
+
+@dataclass
+class _State:
+    wanted: dict[IPNetwork, Route] = field(default_factory=dict)
+    waiting: set[IPNetwork] = field(default_factory=set)
+    by_iface: dict[str, set[IPNetwork]] = field(default_factory=dict)
+    foreign: dict[IPNetwork, RouteMsg] = field(default_factory=dict)
+    extras: list[RouteMsg] = field(default_factory=list)
+    unwanted_since: dict[IPNetwork, float] = field(default_factory=dict)
+    drift: set[IPNetwork] = field(default_factory=set)
+    conflicts_logged: set[IPNetwork] = field(default_factory=set)
+
+
+class RouteTable:
+    def __init__(self, netlink: Netlink, *, ip_version: Literal[4, 6] = 4,
+                 table: int = RT_TABLE_MAIN, policy: OwnershipPolicy | None = None,
+                 resync_interval: float = 90.0, workload_grace: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._nl = netlink
+        self._version = ip_version
+        self._family = socket.AF_INET if ip_version == 4 else socket.AF_INET6
+        self._table = table
+        self._policy = policy or OwnershipPolicy()
+        self._resync_interval = resync_interval
+        self._grace = workload_grace
+        self._clock = clock
+        self._tracker: DeltaTracker[IPNetwork, RouteMsg] = DeltaTracker()
+        self._s = _State()
+        self._index_by_name: dict[str, int] = {}
+        self._name_by_index: dict[int, str] = {}
+        self._resync_due = True
+        self._links_stale = True
+        self._synced_once = False
+        self._next_resync = 0.0
+        self.counters = RouteTableCounters()
+        self._log = log.bind(table=table, ip_version=ip_version)
+
+    # -- desired state (from the managers) ----------------------------------------------------
+
+    def set_route(self, route: Route) -> None:
+        if route.dst.version != self._version or route.table != self._table:
+            raise ValidationError(kind="Route", name=str(route.dst), field="dst",
+                                  rule=f"this table holds IPv{self._version} routes of table "
+                                       f"{self._table}")
+        old = self._s.wanted.get(route.dst)
+        if old is not None and isinstance(old.iface, str) and old.iface != route.iface:
+            self._s.by_iface.get(old.iface, set()).discard(route.dst)
+        self._s.wanted[route.dst] = route
+        if isinstance(route.iface, str):
+            self._s.by_iface.setdefault(route.iface, set()).add(route.dst)
+        self._s.unwanted_since.pop(route.dst, None)
+        self._resolve(route.dst)
+
+    def delete_route(self, dst: IPNetwork) -> None:
+        route = self._s.wanted.pop(dst, None)
+        if route is None:
+            return
+        if isinstance(route.iface, str):
+            self._s.by_iface.get(route.iface, set()).discard(dst)
+        self._s.waiting.discard(dst)
+        self._tracker.delete_desired(dst)
+
+    def replace_all(self, routes: Iterable[Route]) -> None:
+        new = {r.dst: r for r in routes}
+        for dst in [d for d in self._s.wanted if d not in new]:
+            self.delete_route(dst)
+        for dst, route in new.items():
+            if self._s.wanted.get(dst) != route:
+                self.set_route(route)
+
+    def queue_resync(self) -> None:
+        self._resync_due = True
+
+    @property
+    def resync_due_at(self) -> float:
+        """Clock time of the next periodic resync (for the main loop's timer)."""
+        return self._next_resync
+
+    # -- kernel events (from the listener thread, via the main loop) --------------------------
+
+    def on_link(self, link: LinkInfo, *, deleted: bool) -> None:
+        """Keep the name ↔ index cache current; routes waiting for this device get resolved,
+        and routes on a deleted device are gone from the kernel with it."""
+        if deleted:
+            if self._name_by_index.get(link.index) == link.name:
+                del self._name_by_index[link.index]
+            if self._index_by_name.get(link.name) == link.index:
+                del self._index_by_name[link.name]
+            for dst, msg in self._tracker.dataplane_items():
+                if msg.oif == link.index:
+                    self._tracker.delete_dataplane(dst)
+        else:
+            old = self._index_by_name.get(link.name)
+            if old is not None and old != link.index:
+                self._name_by_index.pop(old, None)
+            self._index_by_name[link.name] = link.index
+            self._name_by_index[link.index] = link.name
+        for dst in list(self._s.by_iface.get(link.name, ())):
+            self._resolve(dst)
+
+    def on_route(self, msg: RouteMsg, *, deleted: bool) -> None:
+        """A route changed in the kernel (anyone's change, including our own writes echoing
+        back): update the dataplane view; the next apply repairs what differs."""
+        if msg.dst.version != self._version or msg.table != self._table:
+            return
+        name = self._name_by_index.get(msg.oif)
+        if not self._policy.owns_route(msg, name):
+            if deleted:
+                if self._s.foreign.get(msg.dst) == msg:
+                    del self._s.foreign[msg.dst]
+            else:
+                self._s.foreign[msg.dst] = msg
+            return
+        norm = self._normalise(msg)
+        current = self._tracker.get_dataplane(msg.dst)
+        if deleted:
+            if current == norm:
+                self._tracker.delete_dataplane(msg.dst)
+                self._note_drift(msg.dst)
+        elif current != norm:
+            self._tracker.set_dataplane(msg.dst, norm)
+            if not self._tracker.in_sync:
+                self._note_drift(msg.dst)
+
+    # -- apply --------------------------------------------------------------------------------
+
+    def apply(self) -> ApplyResult:
+        now = self._clock()
+        if self._resync_due or now >= self._next_resync:
+            try:
+                self._resync()
+            except (OSError, TemporaryError) as exc:
+                self.counters.errors += 1
+                self._log.warning("route resync failed", error=str(exc))
+                return ApplyResult(error=f"resync of table {self._table} failed: {exc}")
+            self._next_resync = now + self._resync_interval
+        elif self._links_stale:
+            try:
+                self._refresh_links()
+            except (OSError, TemporaryError) as exc:
+                return ApplyResult(error=f"link dump failed: {exc}")
+
+        ops, conflicts, retry_after = self._plan(now)
+        self.counters.conflicts = len(conflicts)
+        self.counters.waiting_for_iface = len(self._s.waiting)
+        if not ops:
+            return ApplyResult(conflicts=tuple(conflicts), waiting_for_iface=len(self._s.waiting),
+                               retry_after=retry_after)
+        try:
+            failures = self._nl.send_routes(ops)
+        except (OSError, TemporaryError) as exc:
+            # We no longer know which operations landed: look again before the next apply.
+            self.counters.errors += 1
+            self._resync_due = True
+            self._log.warning("route batch failed as a whole", error=str(exc), ops=len(ops))
+            return ApplyResult(error=f"sending {len(ops)} route operations failed: {exc}",
+                               conflicts=tuple(conflicts))
+        return self._record(ops, failures, conflicts, retry_after)
+
+    def _plan(self, now: float) -> tuple[list[RouteOp], list[IPNetwork], float | None]:
+        ops: list[RouteOp] = [RouteOp("delete", m) for m in self._s.extras]
+        retry_after: float | None = None
+        for dst, msg in self._tracker.pending_deletions():
+            if dst in self._s.waiting:
+                continue  # wanted, but its interface is unknown to us right now
+            if self._grace > 0 and self._policy.is_workload_iface(
+                    self._name_by_index.get(msg.oif)):
+                since = self._s.unwanted_since.setdefault(dst, now)
+                left = since + self._grace - now
+                if left > 0:
+                    retry_after = left if retry_after is None else min(retry_after, left)
+                    continue
+            ops.append(RouteOp("delete", msg))
+        conflicts: list[IPNetwork] = []
+        for dst, msg in self._tracker.pending_updates():
+            foreign = self._s.foreign.get(dst)
+            if foreign is not None:
+                conflicts.append(dst)
+                if dst not in self._s.conflicts_logged:
+                    self._s.conflicts_logged.add(dst)
+                    self._log.warning("route conflicts with a route we do not own; leaving it",
+                                      dst=str(dst), their_protocol=foreign.protocol,
+                                      their_oif=foreign.oif)
+                continue
+            current = self._tracker.get_dataplane(dst)
+            if current is not None and current.priority != msg.priority:
+                ops.append(RouteOp("delete", current))  # replace would add a second route
+            ops.append(RouteOp("replace", msg))
+        return ops, conflicts, retry_after
+
+    def _record(self, ops: list[RouteOp], failures: list[RouteFailure],
+                conflicts: list[IPNetwork], retry_after: float | None) -> ApplyResult:
+        failed: set[int] = set()
+        reported: list[RouteFailure] = []
+        for failure in failures:
+            if failure.op.op == "delete" and failure.errno in (errno.ESRCH, errno.ENOENT):
+                continue  # already gone: that is what we wanted
+            failed.add(id(failure.op))
+            if failure.op.op == "replace" and failure.errno == errno.ENODEV:
+                self._links_stale = True  # the device went away; wait for it quietly
+                continue
+            reported.append(failure)
+            self._log.warning("kernel refused route", failure=str(failure))
+        self.counters.errors += len(reported)
+        updated: list[IPNetwork] = []
+        deleted: list[IPNetwork] = []
+        extras = {id(m) for m in self._s.extras}
+        for op in ops:
+            if id(op) in failed or id(op.route) in extras:
+                continue
+            dst = op.route.dst
+            if op.op == "replace":
+                updated.append(dst)
+            elif self._tracker.get_dataplane(dst) == op.route:
+                deleted.append(dst)
+        self._s.extras = [m for m in self._s.extras
+                          if any(id(op) in failed for op in ops if op.route is m)]
+        self._tracker.apply_success(deleted=deleted)
+        self._tracker.apply_success(updated=updated)
+        for dst in deleted:
+            self._s.unwanted_since.pop(dst, None)
+        repaired = self._s.drift.intersection(updated + deleted)
+        self.counters.drift_repaired += len(repaired)
+        self._s.drift -= repaired
+        self.counters.updates += len(updated)
+        self.counters.deletions += len(deleted)
+        self.counters.routes_programmed = self._tracker.dataplane_count
+        return ApplyResult(updated=len(updated), deleted=len(deleted), failures=tuple(reported),
+                           conflicts=tuple(conflicts), waiting_for_iface=len(self._s.waiting),
+                           retry_after=retry_after)
+
+    # -- resync -------------------------------------------------------------------------------
+
+    def _refresh_links(self) -> None:
+        links = self._nl.dump_links()
+        self._index_by_name = {link.name: link.index for link in links}
+        self._name_by_index = {link.index: link.name for link in links}
+        self._links_stale = False
+        for dst in list(self._s.wanted):
+            self._resolve(dst)
+
+    def _resync(self) -> None:
+        self._refresh_links()
+        kernel = self._nl.dump_routes(family=self._family, table=self._table)
+        before = {k for k, _ in self._tracker.pending_updates()} | {
+            k for k, _ in self._tracker.pending_deletions()}
+        owned: dict[IPNetwork, RouteMsg] = {}
+        foreign: dict[IPNetwork, RouteMsg] = {}
+        extras: list[RouteMsg] = []
+        for msg in kernel:
+            if not self._policy.owns_route(msg, self._name_by_index.get(msg.oif)):
+                foreign.setdefault(msg.dst, msg)
+                continue
+            norm = self._normalise(msg)
+            current = owned.get(msg.dst)
+            if current is None:
+                owned[msg.dst] = norm
+            elif norm == self._tracker.get_desired(msg.dst):
+                extras.append(current)
+                owned[msg.dst] = norm
+            else:
+                extras.append(norm)
+        self._tracker.replace_dataplane(owned)
+        self._s.foreign = foreign
+        self._s.extras = extras
+        self._s.conflicts_logged &= foreign.keys()
+        unwanted = {k for k, _ in self._tracker.pending_deletions()}
+        self._s.unwanted_since = {k: v for k, v in self._s.unwanted_since.items() if k in unwanted}
+        if self._synced_once:
+            after = {k for k, _ in self._tracker.pending_updates()} | {
+                k for k, _ in self._tracker.pending_deletions()}
+            for dst in after - before:
+                self._note_drift(dst)
+        self._synced_once = True
+        self._resync_due = False
+        self.counters.resyncs += 1
+        self.counters.routes_programmed = self._tracker.dataplane_count
+
+    def _note_drift(self, dst: IPNetwork) -> None:
+        self._s.drift.add(dst)
+
+    # -- conversions --------------------------------------------------------------------------
+
+    def _resolve(self, dst: IPNetwork) -> None:
+        route = self._s.wanted[dst]
+        msg = self._to_msg(route)
+        if msg is None:
+            self._s.waiting.add(dst)
+            self._tracker.delete_desired(dst)
+        else:
+            self._s.waiting.discard(dst)
+            self._tracker.set_desired(dst, msg)
+
+    def _to_msg(self, route: Route) -> RouteMsg | None:
+        """The route as the kernel will report it back, so that a dump compares equal."""
+        v6 = route.dst.version == 6
+        priority = route.priority or (_IPV6_DEFAULT_METRIC if v6 else 0)
+        if route.type == "blackhole":
+            return RouteMsg(dst=route.dst, type=RTN_BLACKHOLE, scope=RT_SCOPE_UNIVERSE,
+                            table=route.table, protocol=route.protocol, priority=priority)
+        oif = 0
+        if isinstance(route.iface, int):
+            oif = route.iface
+        elif route.iface is not None:
+            found = self._index_by_name.get(route.iface)
+            if found is None:
+                return None
+            oif = found
+        if route.scope is not None:
+            scope = RT_SCOPE_LINK if route.scope == "link" else RT_SCOPE_UNIVERSE
+        else:
+            scope = RT_SCOPE_LINK if route.gateway is None else RT_SCOPE_UNIVERSE
+        if v6:
+            scope = RT_SCOPE_UNIVERSE  # IPv6 has no route scopes; dumps report universe
+        return RouteMsg(dst=route.dst, oif=oif, gateway=route.gateway, type=RTN_UNICAST,
+                        scope=scope, onlink=route.onlink, table=route.table,
+                        protocol=route.protocol, priority=priority)
+
+    def _normalise(self, msg: RouteMsg) -> RouteMsg:
+        """Blank what the kernel fills in by itself, so it compares equal to what we asked."""
+        if msg.type == RTN_BLACKHOLE:
+            return replace(msg, oif=0, scope=RT_SCOPE_UNIVERSE, gateway=None, onlink=False)
+        wanted = self._s.wanted.get(msg.dst)
+        if msg.oif and wanted is not None and wanted.iface is None and wanted.gateway is not None:
+            return replace(msg, oif=0)  # the kernel picked the device for a gateway route
+        return msg
