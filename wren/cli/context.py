@@ -70,8 +70,7 @@ class CliContext:
 
     @property
     def datastore(self) -> str:
-        if self._factory is not None and self._client is not None:
-            return type(self._client.backend).__name__
+        """The datastore the environment selects, for messages."""
         return describe_datastore(self.env)
 
     def client(self) -> Client:
