@@ -63,7 +63,7 @@ def stored(store: MemoryBackend, name: str, kind: str = "IPPool") -> Body:
     return store.get(kind_by_name(kind), name)
 
 
-# -- create / apply / replace from files ---------------------------------------------------------
+# -- create / apply / replace from files ----------------------------------------------------
 def test_apply_of_the_example_pools_stores_them_all(run: Run, store: MemoryBackend) -> None:
     result = run("apply", "-f", str(ROOT / "examples" / "ippools.yaml"))
     assert result.exit_code == 0, result.output
@@ -202,7 +202,7 @@ def test_missing_file_is_a_usage_error(run: Run, tmp_path: Path) -> None:
     assert "nope.yaml" in result.stderr
 
 
-# -- delete ----------------------------------------------------------------------------------------
+# -- delete -----------------------------------------------------------------------------------
 def test_delete_by_kind_and_names_in_any_spelling(run: Run, store: MemoryBackend) -> None:
     run("apply", "-f", "-", input=as_yaml(pool("a", "10.1.0.0/16"), pool("b", "10.2.0.0/16")))
     result = run("delete", "pools", "a", "b")
@@ -243,7 +243,7 @@ def test_delete_needs_kind_and_name_or_a_file_alone(
     assert result.exit_code == 2
 
 
-# -- get -------------------------------------------------------------------------------------------
+# -- get --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("spelling", ["ippool", "ippools", "ipPool", "IPPools", "pool", "ipp"])
 def test_get_accepts_every_calicoctl_spelling_of_a_kind(run: Run, spelling: str) -> None:
     run("apply", "-f", "-", input=as_yaml(pool("p1", "10.1.0.0/16")))
@@ -336,7 +336,7 @@ def test_namespaced_kinds_use_namespace_default_and_all_namespaces(
     assert run("get", "wep", "n1-k8s-pod1-eth0", "-n", "ns1").exit_code == 1
 
 
-# -- patch and label --------------------------------------------------------------------------------
+# -- patch and label ---------------------------------------------------------------------------
 def test_patch_merges_and_revalidates(run: Run, store: MemoryBackend) -> None:
     run("apply", "-f", "-", input=as_yaml(pool("p1", "10.1.0.0/16", natOutgoing=True)))
     result = run("patch", "ippool", "p1", "-p", '{"spec": {"disabled": true, "natOutgoing": null}}')
@@ -401,7 +401,7 @@ def test_label_with_a_bad_key_is_refused(run: Run) -> None:
     assert "label key 'bad key'" in result.stderr
 
 
-# -- datastore, version, help, registration ---------------------------------------------------------
+# -- datastore, version, help, registration ----------------------------------------------------
 class _Unreachable(MemoryBackend):
     def list(self, kind: Kind, namespace: str | None = None) -> Listing:
         raise DatastoreUnavailable("etcd range: no endpoint answered (http://127.0.0.1:9: "
