@@ -132,7 +132,6 @@ metadata:
 spec:
   logSeverityScreen: Info
   nodeToNodeMeshEnabled: false
-  nodeMeshMaxRestartTime: 120s
   asNumber: 63400
   serviceClusterIPs:
   - cidr: 10.96.0.0/12
@@ -157,6 +156,17 @@ metadata:
 spec:
   logSeverityScreen: Debug
   ignoredInterfaces: ["iface-1", "iface-*"]
+---
+apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata:
+  name: mesh-with-graceful-restart
+spec:
+  nodeMeshMaxRestartTime: 120s
+  nodeMeshPassword:
+    secretKeyRef:
+      name: bgp-secrets
+      key: mesh-password
 ---
 apiVersion: projectcalico.org/v3
 kind: BGPFilter

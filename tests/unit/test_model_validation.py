@@ -57,6 +57,16 @@ def rejects(doc: dict[str, Any], field: str, fragment: str) -> ValidationError:
          "spec.allowedUses", "cannot be combined"),
         ({"cidr": "10.0.0.0/16", "nodeSelector": "zone = 'a'"}, "spec.nodeSelector",
          "column 6"),
+        ({"cidr": "10.0.0.0/16", "nodeSelector": "global()"}, "spec.nodeSelector",
+         "global() is not valid"),
+        ({"cidr": "10.0.0.0/16", "allowedUses": ["LoadBalancer"], "vxlanMode": "Always"},
+         "spec.allowedUses", "cannot have IPIP or VXLAN"),
+        ({"cidr": "10.0.0.0/16", "allowedUses": ["LoadBalancer"], "disableBGPExport": True},
+         "spec.disableBGPExport", "cannot disable BGP export"),
+        ({"cidr": "10.0.0.0/16", "allowedUses": ["LoadBalancer"], "nodeSelector": "has(a)"},
+         "spec.nodeSelector", "must have nodeSelector all()"),
+        ({"cidr": "10.0.0.0/16", "namespaceSelector": "has(a)"}, "spec.namespaceSelector",
+         "Tunnel addresses cannot have a namespaceSelector"),
         ({"cidr": "10.0.0.0/16", "natOutgoin": True}, "spec.natOutgoin", "unknown field"),
         ({"cidr": "10.0.0.0/16", "ipip": {"enabled": True}}, "spec.ipip", "unknown field"),
     ],
@@ -70,6 +80,23 @@ def test_ippool_rules(spec: dict[str, Any], field: str, fragment: str) -> None:
 def test_ippool_block_size_equal_to_pool_size_is_allowed() -> None:
     pool = parse(body("IPPool", {"cidr": "10.0.0.0/26"}))
     assert pool.spec.block_size == 26
+
+
+def test_disabled_pool_may_be_smaller_than_a_block_as_in_calico() -> None:
+    pool = parse(body("IPPool", {"cidr": "10.0.0.0/28", "disabled": True}))
+    assert pool.spec.block_size == 26
+
+
+def test_workload_pool_may_have_a_namespace_selector() -> None:
+    pool = parse(body("IPPool", {"cidr": "10.0.0.0/16", "allowedUses": ["Workload"],
+                                 "namespaceSelector": "team == 'a'"}))
+    assert pool.spec.namespace_selector == "team == 'a'"
+
+
+def test_case_insensitive_felix_enums_keep_their_spelling() -> None:
+    felix = parse(body("FelixConfiguration", {"iptablesBackend": "nft"}, name="default"))
+    assert felix.spec.iptables_backend == "nft"
+    assert felix.to_body()["spec"]["iptablesBackend"] == "nft"
 
 
 def test_ipv6_pool_with_vxlan_is_allowed() -> None:
@@ -190,7 +217,12 @@ def test_bad_duration_field_names_the_field() -> None:
          "cannot both be set"),
         ({"node": "n1", "nodeSelector": "all()", "peerIP": "10.0.0.1"}, "spec.nodeSelector",
          "cannot both be set"),
-        ({"asNumber": 64512}, "spec.peerIP", "one of peerIP or peerSelector"),
+        ({"node": "n1"}, "spec.peerIP", "one of peerIP, peerSelector or localWorkload"),
+        ({"peerSelector": "has(rr)", "asNumber": 64512}, "spec.asNumber",
+         "must be empty when peerSelector"),
+        ({"localWorkloadSelector": "app == 'lb'"}, "spec.asNumber", "is required"),
+        ({"localWorkloadSelector": "app == 'lb'", "asNumber": 65000, "peerIP": "10.0.0.1"},
+         "spec.localWorkloadSelector", "cannot be combined"),
         ({"peerSelector": "rr == 'true"}, "spec.peerSelector", "unterminated string"),
         ({"peerIP": "10.0.0.1", "node": "Node_1"}, "spec.node", "invalid name"),
         ({"peerIP": "10.0.0.1", "asNumber": 0}, "spec.asNumber", "out of range"),
@@ -230,8 +262,18 @@ def test_bare_ipv6_peer_address_without_brackets_is_an_address_not_a_port() -> N
          "spec.communities[0].value", "32 bits"),
         ({"communities": [{"name": "c1", "value": "one:two"}]}, "spec.communities[0].value",
          "not a community"),
-        ({"communities": [{"name": "c1", "value": "1:1"}, {"name": "c1", "value": "1:2"}]},
+        ({"communities": [{"name": "c1", "value": "1:1"}, {"name": "c1", "value": "1:2"}],
+          "prefixAdvertisements": [{"cidr": "10.0.0.0/8", "communities": ["c1"]}]},
          "spec.communities", "used twice"),
+        ({"communities": [{"name": "c1", "value": "1:1"}]}, "spec.communities",
+         "not used in prefixAdvertisements"),
+        ({"nodeToNodeMeshEnabled": False, "nodeMeshMaxRestartTime": "120s"},
+         "spec.nodeMeshMaxRestartTime", "cannot be set when nodeToNodeMeshEnabled is false"),
+        ({"nodeToNodeMeshEnabled": False,
+          "nodeMeshPassword": {"secretKeyRef": {"name": "s", "key": "k"}}},
+         "spec.nodeMeshPassword", "cannot be set when nodeToNodeMeshEnabled is false"),
+        ({"logSeverityScreen": "Panic"}, "spec.logSeverityScreen", "unknown log severity"),
+        ({"programClusterRoutes": "Sometimes"}, "spec.programClusterRoutes", "unknown value"),
         ({"prefixAdvertisements": [{"cidr": "10.0.0.0/8", "communities": ["undefined"]}]},
          "spec.prefixAdvertisements[0].communities[0]", "neither a community value"),
         ({"prefixAdvertisements": [{"cidr": "10.0.0.1/8"}]}, "spec.prefixAdvertisements[0].cidr",
@@ -278,6 +320,8 @@ def test_bgpconfiguration_rules(spec: dict[str, Any], field: str, fragment: str)
          "spec.importV4[0].prefixLength", "needs a cidr"),
         ({"exportV4": [{"action": "Accept", "source": "Everyone"}]},
          "spec.exportV4[0].source", "unknown value"),
+        ({"exportV4": [{"action": "Reject", "operations": [{"setPriority": {"value": 5}}]}]},
+         "spec.exportV4[0].operations", "only be used with action Accept"),
         ({"exportV4": [{"action": "Accept", "interface": "bad iface"}]},
          "spec.exportV4[0].interface", "interface name"),
         ({"exportv4": []}, "spec.exportv4", "unknown field"),
@@ -385,6 +429,8 @@ def test_ipamblock_rules(changes: dict[str, Any], field: str, fragment: str) -> 
         ("IPAMHandle", {"handleID": "h", "block": {"10.0.0.0/26": -1}},
          "spec.block.10.0.0.0/26", "at least 0"),
         ("IPAMConfiguration", {"maxBlocksPerHost": -1}, "spec.maxBlocksPerHost", "at least 0"),
+        ("IPAMConfiguration", {"ipCooldownSeconds": 1201}, "spec.ipCooldownSeconds",
+         "at most 1200"),
         ("IPReservation", {"reservedCIDRs": ["10.0.0.0/40"]}, "spec.reservedCIDRs[0]",
          "not a valid CIDR"),
         ("WorkloadEndpoint", {"node": "n1"}, "spec.interfaceName", "is required"),

@@ -146,11 +146,20 @@ class Int(Conv[int]):
 
 
 class Enum(Conv[str]):
-    def __init__(self, *values: str) -> None:
+    """One of fixed values. `ignore_case` where Calico's pattern is `(?i)`; the value is then
+    kept as written so it round-trips."""
+
+    def __init__(self, *values: str, ignore_case: bool = False) -> None:
         self.values = values
+        self.ignore_case = ignore_case
 
     def load(self, value: Any, path: str) -> str:
-        if value not in self.values:
+        ok = value in self.values or (
+            self.ignore_case
+            and isinstance(value, str)
+            and value.lower() in {v.lower() for v in self.values}
+        )
+        if not ok:
             allowed = ", ".join(self.values)
             raise FieldError(path, f"unknown value {value!r} (allowed: {allowed})")
         return str(value)

@@ -49,13 +49,14 @@ __all__ = [
 
 DEFAULT_AS_NUMBER = 64512
 DEFAULT_BGP_PORT = 179
+PROGRAM_CLUSTER_ROUTES = ("Enabled", "Disabled", "EnabledIPIPOnly", "EnabledNoEncapOnly")
 
 _IPV4_PORT = re.compile(r"^(\d+)\.(\d+)\.(\d+)\.(\d+):(\d+)$")
 _IPV6_PORT = re.compile(r"^\[([0-9a-fA-F:.]+)\]:(\d+)$")
 _IFACE = re.compile(r"^[a-zA-Z0-9_.*-]{1,15}$")
 _STANDARD_COMMUNITY = re.compile(r"^(\d+):(\d+)$")
 _LARGE_COMMUNITY = re.compile(r"^(\d+):(\d+):(\d+)$")
-_LOG_LEVELS = ("trace", "debug", "info", "warning", "warn", "error", "fatal", "panic", "none")
+_LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "fatal")
 
 
 def split_peer_ip(value: str) -> tuple[IPAddress, int | None]:
@@ -101,7 +102,7 @@ def _check_community(value: str) -> str | None:
 def check_log_level(value: str) -> str | None:
     if value.lower() in _LOG_LEVELS:
         return None
-    return f"unknown log severity {value!r} (Debug, Info, Warning, Error, Fatal, None)"
+    return f"unknown log severity {value!r} (Trace, Debug, Info, Warning, Error, Fatal)"
 
 
 def _check_iface(value: str) -> str | None:
@@ -184,8 +185,21 @@ class BGPPeerSpec:
         if self.peer_ip and self.peer_selector:
             raise FieldError(sub(path, "peerSelector"),
                              "peerIP and peerSelector cannot both be set")
-        if not self.peer_ip and not self.peer_selector:
-            raise FieldError(sub(path, "peerIP"), "one of peerIP or peerSelector is required")
+        if self.peer_selector and self.as_number is not None:
+            raise FieldError(sub(path, "asNumber"),
+                             "asNumber must be empty when peerSelector is set (the peers' own "
+                             "AS numbers are used)")
+        if self.local_workload_selector:
+            if self.peer_ip or self.peer_selector:
+                raise FieldError(sub(path, "localWorkloadSelector"),
+                                 "localWorkloadSelector cannot be combined with peerIP or "
+                                 "peerSelector")
+            if self.as_number is None:
+                raise FieldError(sub(path, "asNumber"),
+                                 "asNumber is required when localWorkloadSelector is set")
+        elif not self.peer_ip and not self.peer_selector:
+            raise FieldError(sub(path, "peerIP"),
+                             "one of peerIP, peerSelector or localWorkloadSelector is required")
         if self.keep_original_next_hop and self.next_hop_mode is not None:
             raise FieldError(sub(path, "nextHopMode"),
                              "keepOriginalNextHop and nextHopMode cannot both be set")
@@ -274,7 +288,7 @@ class BGPConfigurationSpec:
         default=None, metadata=j("localWorkloadPeeringIPV6", Addr(6))
     )
     program_cluster_routes: str | None = field(
-        default=None, metadata=j("programClusterRoutes", Enum("Enabled", "Disabled"))
+        default=None, metadata=j("programClusterRoutes", Enum(*PROGRAM_CLUSTER_ROUTES))
     )
     ipv4_normal_route_priority: int | None = field(
         default=None, metadata=j("ipv4NormalRoutePriority", Int(1, 2147483646))
@@ -291,6 +305,15 @@ class BGPConfigurationSpec:
         return name_or_value
 
     def _check(self, path: str) -> None:
+        if not self.node_to_node_mesh_enabled:
+            for key, setting in (("nodeMeshPassword", self.node_mesh_password),
+                                 ("nodeMeshMaxRestartTime", self.node_mesh_max_restart_time)):
+                if setting is not None:
+                    raise FieldError(sub(path, key),
+                                     f"{key} cannot be set when nodeToNodeMeshEnabled is false")
+        if self.communities and not self.prefix_advertisements:
+            raise FieldError(sub(path, "communities"),
+                             "communities are defined but not used in prefixAdvertisements")
         names = {c.name for c in self.communities}
         if len(names) != len(self.communities):
             raise FieldError(sub(path, "communities"), "a community name is used twice")
@@ -382,6 +405,9 @@ class BGPFilterRule:
 
     def check_family(self, version: int, path: str) -> None:
         """Rules in a V4 list take IPv4 CIDRs and lengths up to 32; V6 lists up to 128."""
+        if self.operations and self.action != "Accept":
+            raise FieldError(sub(path, "operations"),
+                             "operations may only be used with action Accept")
         if self.cidr is not None and self.cidr.version != version:
             raise FieldError(sub(path, "cidr"), f"{self.cidr} is not an IPv{version} CIDR")
         if (self.cidr is None) != (self.match_operator is None):

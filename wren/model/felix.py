@@ -32,7 +32,7 @@ from wren.model._fields import (
     sub,
 )
 from wren.model.base import Resource, register
-from wren.model.bgp import check_log_level
+from wren.model.bgp import PROGRAM_CLUSTER_ROUTES, check_log_level
 
 __all__ = ["FELIX_FIELDS", "FelixConfiguration", "FelixConfigurationSpec", "RouteTableRange"]
 
@@ -121,7 +121,8 @@ class FelixConfigurationSpec:
         default=None, metadata=j("natOutgoingAddress", Addr())
     )
     iptables_backend: str | None = field(
-        default=None, metadata=j("iptablesBackend", Enum("Legacy", "NFT", "Auto"))
+        default=None,
+        metadata=j("iptablesBackend", Enum("Auto", "Legacy", "NFT", ignore_case=True)),
     )
     log_severity_screen: str = field(
         default="Info", metadata=j("logSeverityScreen", Str(check_log_level))
@@ -148,10 +149,11 @@ class FelixConfigurationSpec:
         default=None, metadata=j("removeExternalRoutes", BOOL)
     )
     route_source: str | None = field(
-        default=None, metadata=j("routeSource", Enum("CalicoIPAM", "WorkloadIPs"))
+        default=None,
+        metadata=j("routeSource", Enum("CalicoIPAM", "WorkloadIPs", ignore_case=True)),
     )
     program_cluster_routes: str | None = field(
-        default=None, metadata=j("programClusterRoutes", Enum("Enabled", "Disabled"))
+        default=None, metadata=j("programClusterRoutes", Enum(*PROGRAM_CLUSTER_ROUTES))
     )
     # Felix fields Wren does not interpret, kept verbatim (JSON values) for round trips.
     other: Mapping[str, Any] = field(default_factory=dict)

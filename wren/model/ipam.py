@@ -63,7 +63,7 @@ def _check_cidr_key(value: str) -> str | None:
 @dataclass(frozen=True, kw_only=True)
 class IPAMConfigurationSpec:
     strict_affinity: bool = field(default=False, metadata=j("strictAffinity", BOOL, always=True))
-    max_blocks_per_host: int = field(default=0, metadata=j("maxBlocksPerHost", Int(0, 2**31 - 1)))
+    max_blocks_per_host: int = field(default=0, metadata=j("maxBlocksPerHost", Int(0, 1000000)))
     auto_allocate_blocks: bool = field(
         default=True, metadata=j("autoAllocateBlocks", BOOL, always=True)
     )
@@ -71,7 +71,7 @@ class IPAMConfigurationSpec:
         default=None, metadata=j("kubeVirtVMAddressPersistence", Enum("Enabled", "Disabled"))
     )
     ip_cooldown_seconds: int = field(
-        default=0, metadata=j("ipCooldownSeconds", Int(0, 2**31 - 1))
+        default=0, metadata=j("ipCooldownSeconds", Int(0, 1200))
     )
 
 

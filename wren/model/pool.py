@@ -84,7 +84,8 @@ class IPPoolSpec:
             raise FieldError(sub(path, "blockSize"),
                              f"blockSize {self.block_size} out of range {lo}-{hi} for an "
                              f"IPv{version} pool")
-        if self.block_size < self.cidr.prefixlen:
+        if self.block_size < self.cidr.prefixlen and not self.disabled:
+            # A disabled pool hands out nothing, so Calico lets it be smaller than a block.
             raise FieldError(sub(path, "blockSize"),
                              f"blockSize /{self.block_size} is larger than the pool {self.cidr} "
                              f"(block size must be at least /{self.cidr.prefixlen})")
@@ -105,7 +106,20 @@ class IPPoolSpec:
                                  "LoadBalancer cannot be combined with other uses")
             if self.node_selector != "all()":
                 raise FieldError(sub(path, "nodeSelector"),
-                                 "a LoadBalancer pool cannot have a nodeSelector")
+                                 "a LoadBalancer pool must have nodeSelector all()")
+            if self.ipip_mode != "Never" or self.vxlan_mode != "Never":
+                raise FieldError(sub(path, "allowedUses"),
+                                 "a LoadBalancer pool cannot have IPIP or VXLAN enabled")
+            if self.disable_bgp_export:
+                raise FieldError(sub(path, "disableBGPExport"),
+                                 "a LoadBalancer pool cannot disable BGP export")
+        if "Tunnel" in self.allowed_uses and self.namespace_selector.strip():
+            raise FieldError(sub(path, "namespaceSelector"),
+                             "a pool for Tunnel addresses cannot have a namespaceSelector")
+        for key, text in (("nodeSelector", self.node_selector),
+                          ("namespaceSelector", self.namespace_selector)):
+            if "global(" in text:
+                raise FieldError(sub(path, key), "global() is not valid in a pool selector")
 
 
 @register
