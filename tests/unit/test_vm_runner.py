@@ -18,6 +18,7 @@ from tests.vm.runner import (
     kernel_command_line,
     parse_junit,
     qemu_command,
+    run_vm,
 )
 from tests.vm.test_in_vm import cases_for, guest_test_ids
 
@@ -149,3 +150,14 @@ def test_initramfs_archive_is_newc_with_4_byte_alignment_and_a_trailer() -> None
     assert second % 4 == 0
     header = archive[second:second + 110]
     assert int(header[78:86], 16) == 5 and int(header[86:94], 16) == 1  # rdev major, minor
+
+
+def test_a_guest_that_never_exits_is_killed_at_the_timeout_and_has_no_code(tmp_path: Path) -> None:
+    fake_qemu = tmp_path / "hung-qemu"
+    fake_qemu.write_text("#!/bin/sh\necho booting\nexec sleep 60\n")
+    fake_qemu.chmod(0o755)
+    spec = VmSpec(**{**SPEC.__dict__, "qemu": str(fake_qemu), "results_dir": tmp_path / "r"})
+    run = run_vm(spec, console_log=tmp_path / "console.log", timeout_s=0.5)
+    assert run.timed_out and run.qemu_status is None and run.guest_code is None
+    assert "booting" in run.console_tail()
+    assert not run.junit_path.exists()

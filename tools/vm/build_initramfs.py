@@ -218,6 +218,10 @@ def ensure_initramfs(kernel_version: str, *, force: bool = False) -> Path:
     partial = target.with_name(f"{target.name}.{os.getpid()}.tmp")
     partial.write_bytes(archive)
     partial.replace(target)
+    # Older builds for this kernel are dead weight; a qemu still booting one has read it already.
+    for stale in target.parent.glob(f"initramfs-{kernel_version}-*.cpio.gz"):
+        if stale != target:
+            stale.unlink(missing_ok=True)
     return target
 
 
