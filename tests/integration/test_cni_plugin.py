@@ -192,9 +192,9 @@ def test_datastore_failing_during_adds_leaks_nothing(
     netnses = [lab.pod() for _ in range(10)]
     with ThreadPoolExecutor(max_workers=10) as pool:
         futures = [pool.submit(add, lab, node_ns, "n1", i, netns=netnses[i]) for i in range(10)]
-        # Stop etcd as soon as the first ADD has written anything, while the others run.
+        # Stop etcd as soon as the first ADD has finished, while the others run.
         deadline = time.monotonic() + 60
-        while not db.list(K_HANDLE).items and time.monotonic() < deadline:
+        while not db.list(K_WEP).items and time.monotonic() < deadline:
             time.sleep(0.02)
         etcd_server.stop()
         results = [f.result() for f in futures]
