@@ -12,6 +12,8 @@ How a remote block is reached depends on the pool it belongs to (Calico's rules)
   ipipMode Always                 → via <BGP next hop> dev tunl0 onlink              (BGP)
   ipipMode CrossSubnet            → same, unless the next hop is in our subnet: direct (BGP)
   both Never                      → via <BGP next hop> dev <parent> onlink           (BGP)
+A direct next hop outside our subnet is resolved recursively through the host's own route to it
+(BIRD's "gateway recursive"), so a plain BGP fabric with a router between subnets works.
 "Our subnet" is the prefix of this node's `spec.bgp.ipv4Address`. VXLAN routes come from the
 datastore (blocks + their node's VTEP), as in Calico; the rest from what BGP learned, so that a
 block that no BGP peer announces is not routed.
@@ -56,10 +58,12 @@ class FelixSettings:
 
 @dataclass(frozen=True, slots=True)
 class HostFacts:
-    """What the agent read from the host: the interface holding the node address, its MTU."""
+    """What the agent read from the host: the interface holding the node address, its MTU, and
+    how the kernel reaches next hops outside our subnet (BIRD's "gateway recursive")."""
 
     parent_iface: str | None = None
     host_mtu: int = 1500
+    gateways: Mapping[IPAddress, IPAddress] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,10 +192,18 @@ def compute_desired(inp: CalcInput) -> DesiredDataplane:
             block_routes[prefix] = BlockRoute(
                 dst=prefix, kind="ipip", gateway=next_hop, device=IPIP_DEVICE
             )
-        else:
-            block_routes[prefix] = BlockRoute(
-                dst=prefix, kind="direct", gateway=next_hop, device=inp.host.parent_iface
-            )
+            continue
+        gateway: IPAddress | None = next_hop
+        if my_net is not None and next_hop.version == my_net.version and next_hop not in my_net:
+            # Not on our link: go where the kernel sends traffic for the next hop (recursive).
+            gateway = inp.host.gateways.get(next_hop)
+            if gateway is None:
+                warnings.append(f"route {prefix}: next hop {next_hop} is not in our subnet and "
+                                "the host has no route to it; no route")
+                continue
+        block_routes[prefix] = BlockRoute(
+            dst=prefix, kind="direct", gateway=gateway, device=inp.host.parent_iface
+        )
 
     host_mtu = inp.host.host_mtu
     vxlan_mtu = inp.felix.vxlan_mtu or host_mtu - 50

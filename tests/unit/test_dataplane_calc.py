@@ -86,10 +86,21 @@ def test_own_blocks_are_blackholed_and_never_routed_elsewhere() -> None:
 
 
 def test_never_mode_routes_learned_blocks_directly_via_next_hop() -> None:
-    d = calc({"p": pool("p", "10.65.0.0/16")})
+    host = HostFacts(parent_iface="eth0", gateways={ip("10.0.2.11"): ip("10.0.1.1")})
+    d = calc({"p": pool("p", "10.65.0.0/16")}, host=host)
     r = d.block_routes[net("10.65.1.0/26")]
     assert (r.kind, r.gateway, r.device) == ("direct", ip("10.0.1.12"), "eth0")
     assert d.ipip is None and d.vxlan is None and d.mtu == 1500
+
+
+def test_direct_next_hop_in_another_subnet_resolves_through_the_hosts_route() -> None:
+    host = HostFacts(parent_iface="eth0", gateways={ip("10.0.2.11"): ip("10.0.1.1")})
+    d = calc({"p": pool("p", "10.65.0.0/16")}, host=host)
+    r = d.block_routes[net("10.65.2.0/26")]
+    assert (r.kind, r.gateway) == ("direct", ip("10.0.1.1"))
+    unresolved = calc({"p": pool("p", "10.65.0.0/16")})
+    assert net("10.65.2.0/26") not in unresolved.block_routes
+    assert any("10.0.2.11" in w for w in unresolved.warnings)
 
 
 def test_ipip_always_tunnels_every_learned_block_through_tunl0() -> None:
@@ -125,10 +136,10 @@ def test_vxlan_crosssubnet_goes_direct_to_nodes_in_our_subnet() -> None:
 
 
 def test_switching_a_pool_mode_changes_only_the_remote_block_routes() -> None:
-    before = calc({"p": pool("p", "10.65.0.0/16", ipipMode="Always")},
-                  endpoints={"default/a": wep("a", "n1", "10.65.0.5/32", "cali0123456789a")})
-    after = calc({"p": pool("p", "10.65.0.0/16", ipipMode="Never")},
-                 endpoints={"default/a": wep("a", "n1", "10.65.0.5/32", "cali0123456789a")})
+    host = HostFacts(parent_iface="eth0", gateways={ip("10.0.2.11"): ip("10.0.1.1")})
+    eps = {"default/a": wep("a", "n1", "10.65.0.5/32", "cali0123456789a")}
+    before = calc({"p": pool("p", "10.65.0.0/16", ipipMode="Always")}, endpoints=eps, host=host)
+    after = calc({"p": pool("p", "10.65.0.0/16", ipipMode="Never")}, endpoints=eps, host=host)
     assert before.workload_routes == after.workload_routes
     assert before.block_routes[net("10.65.0.0/26")] == after.block_routes[net("10.65.0.0/26")]
     assert after.block_routes[net("10.65.2.0/26")].kind == "direct"
