@@ -57,7 +57,15 @@ from wren.kinds import kind_by_name
 from wren.log import get_logger
 from wren.paths import node_state_dir
 
-__all__ = ["ERR_CHECK_FAILED", "WREN_IPAM", "Workload", "endpoint_name", "main", "pod_mtu"]
+__all__ = [
+    "ERR_CHECK_FAILED",
+    "WREN_IPAM",
+    "Workload",
+    "endpoint_body",
+    "endpoint_name",
+    "main",
+    "pod_mtu",
+]
 
 log = get_logger(__name__)
 
@@ -198,7 +206,7 @@ def _host_address(ip: Any) -> Address:
 
 
 # ------------------------------------------------------------------------------ endpoint
-def _endpoint_body(wl: Workload, *, host_ifname: str, mac: str,
+def endpoint_body(wl: Workload, *, host_ifname: str, mac: str,
                    addresses: list[Address]) -> Body:
     labels = {"projectcalico.org/namespace": wl.namespace,
               "projectcalico.org/orchestrator": wl.orchestrator}
@@ -292,7 +300,7 @@ def cmd_add(cni: CniEnv, conf: NetConf, env: Mapping[str, str]) -> dict[str, Any
             raise CniError(ERR_IO, "cannot set up the pod's interface", str(exc)) from None
         undo.append(("remove veth", lambda: teardown_workload(
             netns=wl.netns, ifname=wl.ifname, host_ifname=wl.host_ifname)))
-        _write_endpoint(backend, _endpoint_body(wl, host_ifname=links.host_ifname,
+        _write_endpoint(backend, endpoint_body(wl, host_ifname=links.host_ifname,
                                                 mac=links.container_mac, addresses=addresses))
     except BaseException:
         for what, step in reversed(undo):
