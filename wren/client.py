@@ -179,14 +179,16 @@ class Client:
     # -- helpers ----------------------------------------------------------------------------
     @staticmethod
     def _namespace(kind: Kind, namespace: str | None) -> str | None:
-        return namespace if kind.namespaced else None
+        """Cluster-scoped kinds have none; a namespaced kind defaults to "default" (kubectl)."""
+        if not kind.namespaced:
+            return None
+        return namespace or "default"
 
     def _existing(self, res: Resource) -> Resource | None:
         """The stored version of `res`, or None. A stored body that no longer validates counts
         as existing (it can be overwritten) but has nothing to compare against."""
         k = _kind(type(res))
-        namespace = self._namespace(k, res.metadata.namespace or
-                                    ("default" if k.namespaced else None))
+        namespace = self._namespace(k, res.metadata.namespace)
         try:
             body = self.backend.get(k, res.metadata.name, namespace)
         except NotFound:

@@ -20,6 +20,7 @@ stored, compared and shown in errors.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -71,13 +72,14 @@ def _quote(value: str) -> str:
 
 
 # -- AST -----------------------------------------------------------------------------------------
-class Selector:
+class Selector(ABC):
     """Base of every AST node."""
 
     __slots__ = ()
 
+    @abstractmethod
     def matches(self, labels: Mapping[str, str]) -> bool:
-        raise TypeError(f"{type(self).__name__} is not a concrete selector node")
+        """Whether a set of labels (a node's, a pod's) is selected."""
 
     def _prec(self) -> int:
         """Binding strength for printing: or 1, and 2, everything else 3."""
@@ -263,6 +265,11 @@ class Or(Selector):
 
     def __str__(self) -> str:
         return " || ".join(f"({o})" if o._prec() < 3 else str(o) for o in self.operands)
+
+
+_COMPARISONS: dict[str, type[Eq | Ne | Contains | StartsWith | EndsWith]] = {
+    "==": Eq, "!=": Ne, "contains": Contains, "starts with": StartsWith, "ends with": EndsWith,
+}
 
 
 # -- tokenizer -----------------------------------------------------------------------------------
@@ -474,9 +481,7 @@ class _Parser:
             if value.kind != "string":
                 raise self.fail(value, f"expected a quoted string after {op.kind}, "
                                        f"found {self.found(value)}")
-            node = {"==": Eq, "!=": Ne, "contains": Contains, "starts with": StartsWith,
-                    "ends with": EndsWith}[op.kind]
-            return node(tok.value, value.value)
+            return _COMPARISONS[op.kind](tok.value, value.value)
         if op.kind in ("in", "not in"):
             values = self.parse_set(op)
             return In(tok.value, values) if op.kind == "in" else NotIn(tok.value, values)

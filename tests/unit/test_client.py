@@ -234,6 +234,9 @@ def test_namespaced_workload_endpoints_are_listed_per_namespace(client: Client) 
     assert [w.name for w in client.list(WorkloadEndpoint, "prod")] == ["n1-k8s-b-eth0"]
     assert len(client.list(WorkloadEndpoint)) == 2
     assert client.get(WorkloadEndpoint, "n1-k8s-a-eth0", "default").spec.node == "n1"
+    assert client.get(WorkloadEndpoint, "n1-k8s-a-eth0").metadata.namespace == "default"
+    with pytest.raises(NotFound):
+        client.get(WorkloadEndpoint, "n1-k8s-b-eth0")
 
 
 def test_cluster_scoped_get_ignores_a_namespace_argument(client: Client) -> None:
