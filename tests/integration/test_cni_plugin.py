@@ -6,11 +6,13 @@ import ipaddress
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.integration.test_cni_support import (
+    WREN_EXE,
     Lab,
     PluginRun,
     lab_for,
@@ -227,3 +229,27 @@ def test_check_passes_then_reports_a_missing_host_route(db: EtcdBackend, lab: La
                        pod="pod-n1-0")
     assert check.code != 0
     assert f"host route {pod_ip(res)}/32 dev {host_if} is missing" in check.body["details"]
+
+
+def test_other_ipam_types_are_delegated_through_cni_path(
+    db: EtcdBackend, lab: Lab, tmp_path: Path
+) -> None:
+    seed(db, cidr="10.85.0.0/24", block_size=26, nodes=["n1"])
+    node_ns = lab.node("n1")
+    (tmp_path / "site-ipam").symlink_to(WREN_EXE.parent / "wren-ipam")
+    conf = netconf(endpoint=lab.etcd_endpoint, node="n1", ipam={"type": "site-ipam"})
+    netns = lab.pod()
+    res = run_plugin("ADD", node_ns=node_ns, conf=conf, container_id="deleg1", netns=netns,
+                     pod="web-0", cni_path=f"/nonexistent:{tmp_path}")
+    assert res.code == 0, res.body
+    assert ping(node_ns, pod_ip(res))
+    assert [h["spec"]["handleID"] for h in db.list(K_HANDLE).items] == ["k8s-pod-network.deleg1"]
+    res = run_plugin("DEL", node_ns=node_ns, conf=conf, container_id="deleg1", netns=netns,
+                     pod="web-0", cni_path=str(tmp_path))
+    assert res.code == 0, res.body
+    assert db.list(K_HANDLE).items == [] and links(node_ns) == []
+    missing = run_plugin("ADD", node_ns=node_ns, conf={**conf, "ipam": {"type": "absent"}},
+                         container_id="deleg2", netns=netns, pod="web-1",
+                         cni_path=str(tmp_path))
+    assert missing.code != 0 and missing.body["code"] == 7
+    assert "'absent' not found" in missing.body["msg"]

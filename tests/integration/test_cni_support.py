@@ -185,7 +185,7 @@ class PluginRun:
 def run_plugin(
     command: str, *, node_ns: str, conf: dict[str, Any], container_id: str, netns: str,
     pod: str = "", namespace: str = "default", ifname: str = "eth0", exe: Path = WREN_EXE,
-    timeout: float = 120,
+    cni_path: str = "", timeout: float = 120,
 ) -> PluginRun:
     """Run the installed plugin in the node namespace with env + stdin as a runtime does."""
     env = {
@@ -194,7 +194,7 @@ def run_plugin(
         "CNI_CONTAINERID": container_id,
         "CNI_NETNS": netns,
         "CNI_IFNAME": ifname,
-        "CNI_PATH": str(exe.parent),
+        "CNI_PATH": cni_path or str(exe.parent),
         "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={pod}"
         if pod else "",
     }
