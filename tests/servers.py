@@ -77,21 +77,55 @@ class EtcdServer:
     """A single-member etcd on 127.0.0.1, its data in a temporary directory.
 
     `stop()` then `start()` restarts it on the same ports and data ("server restarted mid-watch").
+    With `tls=True` it serves https and requires a client certificate: `ca_cert`, `client_cert`
+    and `client_key` are the files a client needs (ETCD_CA_CERT_FILE, ETCD_CERT_FILE,
+    ETCD_KEY_FILE).
     """
 
-    def __init__(self, *, data_dir: Path | None = None) -> None:
+    def __init__(self, *, data_dir: Path | None = None, tls: bool = False) -> None:
         self._own_dir = data_dir is None
         self.dir = Path(data_dir or tempfile.mkdtemp(prefix="wren-etcd-"))
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.client_port = free_port()
-        self.peer_port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.client_port}"
+        self.tls = tls
+        self.ca_cert = self.dir / "tls" / "ca.crt"
+        self.client_cert = self.dir / "tls" / "client.crt"
+        self.client_key = self.dir / "tls" / "client.key"
+        self._pick_ports()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.dir / "etcd.log"
+        self._started = False
 
-    def start(self, timeout: float = 30.0) -> EtcdServer:
-        if self.proc is not None and self.proc.poll() is None:
-            return self
+    def _pick_ports(self) -> None:
+        self.client_port = free_port()
+        self.peer_port = free_port()
+        scheme = "https" if self.tls else "http"
+        self.endpoint = f"{scheme}://127.0.0.1:{self.client_port}"
+
+    def _http(self) -> requests.Session:
+        s = requests.Session()
+        s.trust_env = False
+        if self.tls:
+            s.verify = str(self.ca_cert)
+            s.cert = (str(self.client_cert), str(self.client_key))
+        return s
+
+    def _make_certs(self) -> None:
+        d = self.ca_cert.parent
+        if self.ca_cert.exists():
+            return
+        d.mkdir(parents=True, exist_ok=True)
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                 "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=wren-etcd-ca", cwd=d)
+        (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                                   "extendedKeyUsage=serverAuth,clientAuth\n")
+        for who in ("server", "client"):
+            _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{who}.key",
+                     "-out", f"{who}.csr", "-subj", f"/CN=wren-etcd-{who}", cwd=d)
+            _openssl("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                     "-CAcreateserial", "-days", "2", "-out", f"{who}.crt",
+                     "-extfile", "san.cnf", cwd=d)
+
+    def _command(self) -> list[str]:
         peer = f"http://127.0.0.1:{self.peer_port}"
         cmd = [
             ETCD_BINARY,
@@ -106,19 +140,45 @@ class EtcdServer:
             "--log-level", "warn",
             "--logger", "zap",
         ]
+        if self.tls:
+            tls = self.ca_cert.parent
+            cmd += ["--cert-file", str(tls / "server.crt"), "--key-file", str(tls / "server.key"),
+                    "--trusted-ca-file", str(self.ca_cert), "--client-cert-auth"]
+        return cmd
+
+    def start(self, timeout: float = 30.0) -> EtcdServer:
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        if self.tls:
+            self._make_certs()
+        # A free port can be taken between picking and binding (other test runs share the
+        # machine): on the first start only, pick new ports and try again.
+        for attempt in range(3):
+            try:
+                self._spawn(timeout)
+                self._started = True
+                return self
+            except ServerStartError as exc:
+                if self._started or attempt == 2 or "address already in use" not in str(exc):
+                    raise
+                self._pick_ports()
+        return self
+
+    def _spawn(self, timeout: float) -> None:
         log = self.log_path.open("ab")
         try:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT)
         finally:
             log.close()
         deadline = time.monotonic() + timeout
+        http = self._http()
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise ServerStartError(
-                    f"etcd exited with {self.proc.returncode}:\n{_tail(self.log_path)}")
+                self.proc = None
+                raise ServerStartError(f"etcd exited:\n{_tail(self.log_path)}")
             with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{self.endpoint}/health", timeout=1).ok:
-                    return self
+                if http.get(f"{self.endpoint}/health", timeout=1).ok:
+                    return
             time.sleep(0.1)
         self.stop()
         raise ServerStartError(f"etcd not healthy after {timeout}s:\n{_tail(self.log_path)}")
@@ -128,21 +188,21 @@ class EtcdServer:
         self.proc = None
 
     def revision(self) -> int:
-        resp = requests.post(f"{self.endpoint}/v3/kv/range", json={"key": "AA=="}, timeout=5)
+        resp = self._http().post(f"{self.endpoint}/v3/kv/range", json={"key": "AA=="}, timeout=5)
         resp.raise_for_status()
         return int(resp.json()["header"]["revision"])
 
     def compact(self, revision: int | None = None) -> int:
         """Compact history up to `revision` (default: now), as `etcdctl compact` does."""
         rev = revision or self.revision()
-        resp = requests.post(f"{self.endpoint}/v3/kv/compaction",
-                             json={"revision": rev, "physical": True}, timeout=10)
+        resp = self._http().post(f"{self.endpoint}/v3/kv/compaction",
+                                 json={"revision": rev, "physical": True}, timeout=10)
         resp.raise_for_status()
         return rev
 
     def wipe(self) -> None:
         """Delete every key (between tests sharing one server)."""
-        resp = requests.post(
+        resp = self._http().post(
             f"{self.endpoint}/v3/kv/deleterange", json={"key": "AA==", "range_end": "AA=="},
             timeout=10,
         )
@@ -195,6 +255,7 @@ class KubeAPIServer:
         self.etcd = EtcdServer(data_dir=self.dir / "etcd")
         self.proc: subprocess.Popen[bytes] | None = None
         self.generated_crds: list[str] = []
+        self._started = False
 
     # -- setup ------------------------------------------------------------------------------
     def _certs(self) -> None:
@@ -212,6 +273,9 @@ class KubeAPIServer:
         _openssl("genrsa", "-out", "sa.key", "2048", cwd=d)
         _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
         (d / "tokens.csv").write_text(f'{self.token},admin,admin-uid,"system:masters"\n')
+        self._write_kubeconfig()
+
+    def _write_kubeconfig(self) -> None:
         self.kubeconfig_path.write_text(yaml.safe_dump({
             "apiVersion": "v1",
             "kind": "Config",
@@ -232,6 +296,24 @@ class KubeAPIServer:
         if not self.kubeconfig_path.exists():
             self._certs()
         self.etcd.start()
+        deadline = time.monotonic() + timeout
+        # The port can be taken between picking and binding (other test runs share the
+        # machine): on the first start only, pick another and try again.
+        for attempt in range(3):
+            try:
+                self._spawn(deadline)
+                break
+            except ServerStartError as exc:
+                if self._started or attempt == 2 or "address already in use" not in str(exc):
+                    raise
+                self.port = free_port()
+                self.url = f"https://127.0.0.1:{self.port}"
+                self._write_kubeconfig()
+        self._started = True
+        self.install_crds(timeout=max(10.0, deadline - time.monotonic()))
+        return self
+
+    def _spawn(self, deadline: float) -> None:
         d = self.dir
         cmd = [
             str(self.binary),
@@ -263,24 +345,21 @@ class KubeAPIServer:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         finally:
             log.close()
-        deadline = time.monotonic() + timeout
         headers = {"Authorization": f"Bearer {self.token}"}
         while True:
             if self.proc.poll() is not None:
-                raise ServerStartError(
-                    f"kube-apiserver exited with {self.proc.returncode}:\n{_tail(self.log_path)}"
-                )
+                self.proc = None
+                raise ServerStartError(f"kube-apiserver exited:\n{_tail(self.log_path)}")
             with contextlib.suppress(requests.RequestException):
                 resp = requests.get(f"{self.url}/readyz", headers=headers,
                                     verify=str(self.ca_path), timeout=2)
                 if resp.ok:
                     break
             if time.monotonic() > deadline:
-                raise ServerStartError(f"kube-apiserver not ready after {timeout}s:\n"
-                                   f"{_tail(self.log_path)}")
+                _stop_pid(self.proc)
+                self.proc = None
+                raise ServerStartError(f"kube-apiserver not ready:\n{_tail(self.log_path)}")
             time.sleep(0.5)
-        self.install_crds(timeout=max(10.0, deadline - time.monotonic()))
-        return self
 
     def crd_documents(self) -> list[dict[str, Any]]:
         """Every CRD under crds/, plus a permissive one for each kind without a file yet."""
