@@ -164,6 +164,32 @@ def test_labels_must_be_strings() -> None:
             "strings")
 
 
+@pytest.mark.parametrize(
+    ("labels", "field", "fragment"),
+    [
+        ({"-bad": "x"}, "metadata.labels.-bad", "name part"),
+        ({"a" * 64: "x"}, "metadata.labels." + "a" * 64, "name part"),
+        ({"Bad_Prefix/x": "y"}, "metadata.labels.Bad_Prefix/x", "invalid prefix"),
+        ({"/x": "y"}, "metadata.labels./x", "invalid prefix"),
+        ({"zone": "has space"}, "metadata.labels.zone", "value 'has space'"),
+        ({"zone": "x" * 64}, "metadata.labels.zone", "at most 63"),
+    ],
+)
+def test_label_keys_and_values_follow_kubernetes(
+    labels: dict[str, str], field: str, fragment: str
+) -> None:
+    rejects(body("IPPool", {"cidr": "10.0.0.0/16"}, labels=labels), field, fragment)
+
+
+def test_kubernetes_style_labels_and_annotations_are_accepted() -> None:
+    node = parse(body("Node", {}, labels={
+        "kubernetes.io/hostname": "node-1", "node-role.kubernetes.io/control-plane": "",
+        "topology.kubernetes.io/zone": "us-east-1a", "route-reflector": "true",
+    }, annotations={"projectcalico.org/IPv4Address": "192.0.2.10/24",
+                    "kubectl.kubernetes.io/last-applied-configuration": '{"a": "b c"}'}))
+    assert node.metadata.labels["route-reflector"] == "true"
+
+
 def test_null_fields_count_as_absent() -> None:
     pool = parse(body("IPPool", {"cidr": "10.0.0.0/16", "nodeSelector": None, "blockSize": None}))
     assert pool.spec.node_selector == "all()" and pool.spec.block_size == 26

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -124,7 +125,32 @@ def resource_class(kind: str | Kind) -> type[Resource]:
     return _CLASSES[name]
 
 
-def _string_map(value: Any, *, kind: str, name: str, path: str) -> dict[str, str]:
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+
+
+def _check_label_key(key: str) -> str | None:
+    """Kubernetes' qualified name: optional DNS-subdomain prefix, "/", name of <= 63 chars."""
+    prefix, slash, short = key.rpartition("/")
+    if slash and (not prefix or check_name(prefix)):
+        return f"key {key!r} has an invalid prefix {prefix!r} (a DNS subdomain)"
+    if not _LABEL_NAME.match(short):
+        return (f"key {key!r}: the name part must be 1-63 alphanumerics, '-', '_' or '.', "
+                "starting and ending with an alphanumeric")
+    return None
+
+
+def _check_label_value(value: str) -> str | None:
+    if value and not _LABEL_NAME.match(value):
+        return (f"value {value!r} must be at most 63 alphanumerics, '-', '_' or '.', starting "
+                "and ending with an alphanumeric")
+    return None
+
+
+def _string_map(
+    value: Any, *, kind: str, name: str, path: str, values_are_labels: bool
+) -> dict[str, str]:
+    """Labels or annotations: string to string, with keys (and label values) as Kubernetes
+    requires, since selectors and the Kubernetes datastore depend on them."""
     if value is None:
         return {}
     if not isinstance(value, Mapping) or not all(
@@ -132,6 +158,10 @@ def _string_map(value: Any, *, kind: str, name: str, path: str) -> dict[str, str
     ):
         raise ValidationError(kind=kind, name=name, field=path,
                               rule="must be a mapping of strings to strings")
+    for k, v in value.items():
+        problem = _check_label_key(k) or (_check_label_value(v) if values_are_labels else None)
+        if problem:
+            raise ValidationError(kind=kind, name=name, field=f"{path}.{k}", rule=problem)
     return dict(value)
 
 
@@ -160,9 +190,10 @@ def _parse_metadata(data: Any, *, kind: Kind) -> Metadata:
                                   rule=f"invalid namespace {namespace!r}")
     elif kind.namespaced:
         namespace = "default"  # as calicoctl and kubectl do for a namespaced kind
-    labels = _string_map(data.get("labels"), kind=kind.name, name=name, path="metadata.labels")
+    labels = _string_map(data.get("labels"), kind=kind.name, name=name, path="metadata.labels",
+                         values_are_labels=True)
     annotations = _string_map(data.get("annotations"), kind=kind.name, name=name,
-                              path="metadata.annotations")
+                              path="metadata.annotations", values_are_labels=False)
 
     def text(key: str) -> str:
         value = data.get(key)
