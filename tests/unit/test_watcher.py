@@ -276,3 +276,17 @@ def test_stop_ends_the_thread_while_watching_and_while_backing_off() -> None:
     with Harness(backend) as h2:
         h2.take(has(Status, connected=False))
     assert not h2.watcher.is_alive()
+
+
+def test_a_write_that_changes_only_the_resource_version_is_not_resent() -> None:
+    backend = FlakyBackend()
+    a = backend.create(pool("a"))
+    with Harness(backend) as h:
+        h.take(has(InSync))
+        backend.update(a)  # same content, new resourceVersion (a pod status change, say)
+        a2 = backend.inner.get(POOL, "a")
+        a2["spec"]["natOutgoing"] = True
+        backend.update(a2)
+        msgs = h.take(lambda m: "a" in names(m))
+        assert names(msgs)["a"]["spec"]["natOutgoing"] is True  # type: ignore[index]
+        assert h.quiet() == []

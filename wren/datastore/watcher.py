@@ -17,6 +17,9 @@ Messages put on the output queue (frozen dataclasses):
 The watcher remembers what it last emitted for each key, so a relist after compaction or after an
 outage emits only what changed, including deletions of resources that vanished meanwhile, and a
 DELETED event for a key it never emitted (a Kubernetes pod that never was an endpoint) is dropped.
+A change of nothing but `metadata.resourceVersion` (pod status, node heartbeats on Kubernetes) is
+not sent: a body from the stream may carry an older resourceVersion than the store, so read the
+resource with `get` before a conditional write.
 
 After an outage it backs off (exponential, full jitter, capped), then probes the datastore with a
 `get` of a name that cannot exist (NotFound means the datastore answers), reports up and resumes
@@ -40,7 +43,9 @@ from wren.log import get_logger
 __all__ = ["InSync", "Status", "Update", "Watcher", "WatcherMessage", "backoff_delay"]
 
 _log = get_logger(__name__)
-_PROBE_NAME = "wren-watcher-probe.does-not-exist"
+# Shaped like a WorkloadEndpoint name so that on Kubernetes even the pod-derived kind makes a
+# real request (a pod "wren-probe" in "default"); for every other kind just a name nobody uses.
+_PROBE_NAME = "wren--probe-k8s-wren--probe-eth0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +79,18 @@ WatcherMessage = Update | InSync | Status
 def backoff_delay(attempt: int, *, base: float, cap: float, rand: Callable[[], float]) -> float:
     """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
     return rand() * min(cap, base * 2.0 ** min(attempt, 30))
+
+
+def _same(old: Body | None, new: Body) -> bool:
+    """Equal but for resourceVersion: a Pod's status or a Node's heartbeat changes nothing here."""
+    if old is None:
+        return False
+    return bool(_without_version(old) == _without_version(new))
+
+
+def _without_version(body: Body) -> Body:
+    meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "resourceVersion"}
+    return {**body, "metadata": meta}
 
 
 def _key(body: Body) -> tuple[str, str]:
@@ -169,7 +186,7 @@ class Watcher(threading.Thread):
         for key in sorted(self._state.keys() - fresh.keys()):
             self.out.put(Update(self.kind.name, key, None))
         for key, body in fresh.items():
-            if self._state.get(key) != body:
+            if not _same(self._state.get(key), body):
                 self.out.put(Update(self.kind.name, key, body))
         self._state = fresh
         self._revision = listing.revision
@@ -182,7 +199,8 @@ class Watcher(threading.Thread):
         if event.type == "DELETED":
             if self._state.pop(key, None) is not None:
                 self.out.put(Update(self.kind.name, key, None))
-        elif self._state.get(key) != event.body:
+        else:
+            if not _same(self._state.get(key), event.body):
+                self.out.put(Update(self.kind.name, key, event.body))
             self._state[key] = event.body
-            self.out.put(Update(self.kind.name, key, event.body))
         self._revision = event.revision
