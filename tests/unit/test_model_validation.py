@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from wren.errors import ValidationError
-from wren.model import parse, parse_as_number, parse_duration
+from wren.model import IPPool, Node, parse, parse_as, parse_as_number, parse_duration
 
 
 def body(kind: str, spec: dict[str, Any], name: str = "r1", **meta: Any) -> dict[str, Any]:
@@ -487,3 +487,10 @@ def test_parse_does_not_modify_its_input() -> None:
     before = copy.deepcopy(doc)
     parse(doc)
     assert doc == before
+
+
+def test_parse_as_returns_the_expected_kind_or_names_the_mismatch() -> None:
+    pool = parse_as(IPPool, body("IPPool", {"cidr": "10.0.0.0/16"}))
+    assert pool.spec.cidr.prefixlen == 16
+    with pytest.raises(ValidationError, match="expected kind Node, got IPPool"):
+        parse_as(Node, body("IPPool", {"cidr": "10.0.0.0/16"}))

@@ -12,7 +12,7 @@ rules (overlapping pools) live in `wren.client`, which sees the datastore.
 from __future__ import annotations
 
 from wren.model._fields import format_duration, parse_as_number, parse_duration
-from wren.model.base import Metadata, Resource, parse, resource_class
+from wren.model.base import Metadata, Resource, parse, parse_as, resource_class
 from wren.model.bgp import (
     DEFAULT_AS_NUMBER,
     BGPConfiguration,
@@ -93,6 +93,7 @@ __all__ = [
     "WorkloadEndpointSpec",
     "format_duration",
     "parse",
+    "parse_as",
     "parse_as_number",
     "parse_duration",
     "resource_class",

@@ -12,7 +12,7 @@ from wren.errors import ValidationError
 from wren.kinds import API_CRD, API_V3, KINDS, Kind, kind_by_name
 from wren.model._fields import FieldError, check_name, dump_obj, load_obj
 
-__all__ = ["Metadata", "Resource", "parse", "register"]
+__all__ = ["Metadata", "Resource", "parse", "parse_as", "register", "resource_class"]
 
 R = TypeVar("R", bound="Resource")
 
@@ -241,3 +241,12 @@ def parse(body: Mapping[str, Any]) -> Resource:
         raise ValidationError(kind=kind.name, name=metadata.name, field=e.path,
                               rule=e.rule) from None
     return cls(metadata=metadata, spec=spec)
+
+
+def parse_as(cls: type[R], body: Mapping[str, Any]) -> R:
+    """`parse`, for callers that expect one kind: a body of another kind is a ValidationError."""
+    res = parse(body)
+    if not isinstance(res, cls):
+        raise ValidationError(kind=res.KIND, name=res.metadata.name, field="kind",
+                              rule=f"expected kind {cls.KIND}, got {res.KIND}")
+    return res
