@@ -333,3 +333,74 @@ def test_felixconfiguration_crd_types_only_fields_felix_has() -> None:
 
     typed = set(_schema("FelixConfiguration")["properties"]["spec"]["properties"])
     assert typed - FELIX_FIELDS == set()
+
+
+# -- what the model accepts and writes, the API server must accept too ----------------------------
+def _body(kind: str, spec: dict[str, Any], name: str = "edge") -> dict[str, Any]:
+    return {"apiVersion": "projectcalico.org/v3", "kind": kind, "metadata": {"name": name},
+            "spec": spec}
+
+
+MODEL_VALID_EDGES = [
+    _body("IPPool", {"cidr": "10.0.0.0/8", "blockSize": 20}),
+    _body("IPPool", {"cidr": "10.0.0.0/16", "blockSize": 32, "assignmentMode": "Manual"}),
+    _body("IPPool", {"cidr": "fd00::/48", "blockSize": 128, "allowedUses": ["LoadBalancer"]}),
+    _body("IPPool", {"cidr": "fd00::/48", "blockSize": 116, "disableBGPExport": True}),
+    _body("IPReservation", {"reservedCIDRs": ["10.0.0.1", "10.0.1.0/24", "fd00::1/128"]}),
+    _body("BGPPeer", {"peerIP": "[fd00::1]:1179", "asNumber": "1.10", "ttlSecurity": 255}),
+    _body("BGPPeer", {"peerIP": "192.0.2.1:1179", "asNumber": 4294967295,
+                      "keepaliveTime": "1m30s", "numAllowedLocalASNumbers": 2,
+                      "nextHopMode": "Self", "filters": ["f1"], "reachableBy": "192.0.2.254"}),
+    _body("BGPPeer", {"peerSelector": "rr == 'true'", "nodeSelector": "all()",
+                      "sourceAddress": "None", "localASNumber": 1,
+                      "password": {"secretKeyRef": {"name": "s", "key": "k"}}}),
+    _body("BGPConfiguration", {"logSeverityScreen": "warning", "asNumber": "65000",
+                               "listenPort": 65535, "nodeMeshMaxRestartTime": "2m",
+                               "localWorkloadPeeringIPV4": "169.254.0.179",
+                               "ignoredInterfaces": ["eth*"], "bindMode": "NodeIP",
+                               "communities": [{"name": "big", "value": "4200000000:1:2"}],
+                               "prefixAdvertisements": [{"cidr": "fd00::/64",
+                                                         "communities": ["big"]}]}),
+    _body("BGPFilter", {"exportV4": [{"action": "Accept", "cidr": "10.0.0.0/8",
+                                      "matchOperator": "In",
+                                      "prefixLength": {"min": 24, "max": 32}}],
+                        "importV6": [{"action": "Reject", "cidr": "fd00::/8",
+                                      "matchOperator": "NotIn", "interface": "eth*",
+                                      "prefixLength": {"max": 128}}]}),
+    _body("Node", {"bgp": {"asNumber": 64512, "ipv4Address": "192.0.2.10/24",
+                           "ipv6Address": "fd00::10/64", "ipv4IPIPTunnelAddr": "10.244.1.0",
+                           "routeReflectorClusterID": "224.0.0.1"},
+                   "ipv4VXLANTunnelAddr": "10.244.1.1", "vxlanTunnelMACAddr": "66:cf:23:df:22:07",
+                   "addresses": [{"address": "192.0.2.10", "type": "InternalIP"}],
+                   "orchRefs": [{"orchestrator": "k8s", "nodeName": "n1"}]}),
+    _body("FelixConfiguration", {"logSeverityScreen": "Debug", "vxlanVNI": 16777215,
+                                 "vxlanPort": 1, "routeRefreshInterval": "0s",
+                                 "routeTableRange": {"min": 1, "max": 250},
+                                 "natOutgoingAddress": "fd00::1", "bpfLogLevel": "Off"}),
+    _body("IPAMConfiguration", {"strictAffinity": True, "maxBlocksPerHost": 0},
+          name="default"),
+    _body("IPAMBlock", {"cidr": "10.0.0.0/30", "affinity": "host:n1",
+                        "allocations": [0, None, 1, None], "unallocated": [1, 3],
+                        "attributes": [{"handle_id": "h1", "secondary": {"node": "n1"}},
+                                       {"handle_id": "ipip-tunnel-addr-n1"}],
+                        "sequenceNumber": 7, "sequenceNumberForAllocation": {"0": 1}}),
+    _body("BlockAffinity", {"state": "pendingDeletion", "node": "n1", "cidr": "fd00::/122",
+                            "deleted": "true"}),
+    _body("IPAMHandle", {"handleID": "k8s-pod-network.abc", "block": {"10.0.0.0/26": 2}}),
+    _body("WorkloadEndpoint", {"node": "n1", "orchestrator": "k8s", "pod": "p", "endpoint": "eth0",
+                               "interfaceName": "cali12345678901", "mac": "ee:ee:ee:ee:ee:ee",
+                               "ipNetworks": ["10.244.0.5/32", "fd00::5/128"],
+                               "ipNATs": [{"internalIP": "10.244.0.5",
+                                           "externalIP": "203.0.113.5"}],
+                               "ports": [{"name": "dns", "protocol": "UDP", "port": 53},
+                                         {"name": "x", "protocol": 132, "port": 9,
+                                          "hostPort": 9}]}),
+]
+
+
+@pytest.mark.parametrize("body", MODEL_VALID_EDGES,
+                         ids=[f"{b['kind']}-{i}" for i, b in enumerate(MODEL_VALID_EDGES)])
+def test_what_the_model_accepts_and_writes_passes_the_crd(body: dict[str, Any]) -> None:
+    # If this direction broke, a write wrenctl accepts would be refused by the API server.
+    stored = parse(body).to_body()
+    assert schema_errors(body["kind"], stored) == []
