@@ -16,17 +16,22 @@ from tests.vm.guest.topology import (
     Fabric,
     Node,
     Pod,
+    RouteView,
     ipip_link,
     link_counters,
     ping,
+    route_direct,
+    route_to,
     route_via_tunnel,
     tunnel_up,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.vm, pytest.mark.integration]
 
 BLOCK_A, TUNNEL_A, POD_A = "10.244.0.0/26", "10.244.0.1", "10.244.0.2"
 BLOCK_B, TUNNEL_B, POD_B = "10.244.0.64/26", "10.244.0.65", "10.244.0.66"
+BLOCK_C, TUNNEL_C, POD_C = "10.244.0.128/26", "10.244.0.129", "10.244.0.130"
 
 
 @pytest.fixture
@@ -85,6 +90,34 @@ def test_node_reaches_a_remote_pod_from_its_tunnel_address(
     route = a.ns.ipr.route("get", dst=POD_B)[0]
     assert route.get_attr("RTA_PREFSRC") == TUNNEL_A
     assert ping(a.ns, pod_b.address)
+
+
+def test_crosssubnet_layout_sends_same_subnet_pods_direct_and_others_through_tunl0(
+    fabric: Fabric,
+) -> None:
+    """What IPIP CrossSubnet programs: node C shares node A's subnet (direct, no overhead),
+    node B does not (tunnel). Only the tunnelled pod's traffic moves tunl0's counters."""
+    a, c, b = fabric.add_node(subnet=0), fabric.add_node(subnet=0), fabric.add_node(subnet=1)
+    pod_a = fabric.add_pod(a, address=POD_A)
+    fabric.add_pod(b, address=POD_B)
+    fabric.add_pod(c, address=POD_C)
+    for node, address in ((a, TUNNEL_A), (b, TUNNEL_B), (c, TUNNEL_C)):
+        tunnel_up(node, address=address)
+    route_direct(a, prefix=BLOCK_C, gateway=c.ip)
+    route_direct(c, prefix=BLOCK_A, gateway=a.ip)
+    route_via_tunnel(a, prefix=BLOCK_B, gateway=b.ip)
+    route_via_tunnel(b, prefix=BLOCK_A, gateway=a.ip)
+    wait_until(lambda: route_to(a, POD_B).dev == "tunl0", timeout_s=5, what="route A->B")
+
+    assert route_to(a, POD_C) == RouteView(dev="eth0", gateway=c.ip, onlink=False,
+                                           source=a.ip)
+    assert route_to(a, POD_B) == RouteView(dev="tunl0", gateway=b.ip, onlink=True,
+                                           source=TUNNEL_A)
+    before = link_counters(a.ns, "tunl0")
+    assert ping(pod_a.ns, POD_C)
+    assert link_counters(a.ns, "tunl0") == before
+    assert ping(pod_a.ns, POD_B)
+    assert link_counters(a.ns, "tunl0").tx_packets > before.tx_packets
 
 
 def test_pyroute2_point_to_point_ipip_link_carries_pod_traffic(

@@ -31,7 +31,8 @@ import ipaddress
 import os
 import secrets
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,18 +46,22 @@ __all__ = [
     "Namespace",
     "Node",
     "Pod",
+    "RouteView",
     "ensure_tunl0",
     "ipip_link",
     "link_counters",
     "ping",
     "route_direct",
+    "route_to",
     "route_via_tunnel",
     "tunnel_up",
+    "wait_until",
 ]
 
 TAG = "wv"
 POD_GATEWAY = "169.254.1.1"  # Calico's fake next hop, answered by proxy ARP on the cali veth
 RTNH_F_ONLINK = 4
+RTM_F_FIB_MATCH = 0x2000  # route get: return the matching FIB entry, not the resolved route
 IPIP_MTU = 1480  # 1500 minus the 20-byte outer IPv4 header
 
 
@@ -114,6 +119,17 @@ class Pod:
 class LinkCounters:
     rx_packets: int
     tx_packets: int
+
+
+@dataclass(frozen=True)
+class RouteView:
+    """The kernel's answer to "how would this node send to dst": what a test asserts about
+    routes someone else (the agent) programmed."""
+
+    dev: str
+    gateway: str | None
+    onlink: bool
+    source: str | None
 
 
 def _subnet(index: int) -> ipaddress.IPv4Network:
@@ -291,3 +307,24 @@ def ping(src: Namespace, dst: str, *, count: int = 3, wait_s: int = 5) -> bool:
     proc = src.run("ping", "-n", "-c", str(count), "-W", str(wait_s), "-i", "0.5", dst,
                    check=False)
     return proc.returncode == 0
+
+
+def route_to(node: Node, dst: str) -> RouteView:
+    """`ip route get <dst>` in the node: device, next hop and source address; the onlink flag
+    only shows on the FIB entry itself (`ip route get fibmatch`), so that is asked as well."""
+    route = node.ns.ipr.route("get", dst=dst)[0]
+    entry = node.ns.ipr.route("get", dst=dst, flags=RTM_F_FIB_MATCH)[0]
+    link = node.ns.ipr.link("get", index=route.get_attr("RTA_OIF"))[0]
+    return RouteView(dev=link.get_attr("IFLA_IFNAME"), gateway=route.get_attr("RTA_GATEWAY"),
+                     onlink=bool(entry["flags"] & RTNH_F_ONLINK),
+                     source=route.get_attr("RTA_PREFSRC"))
+
+
+def wait_until(check: Callable[[], bool], *, timeout_s: float = 60.0, what: str) -> None:
+    """Poll until `check()` holds. For state another process programs (the agent): under TCG
+    everything is 10-50x slower than on the host, so waits are generous and never asserted on."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"after {timeout_s:.0f}s still not true: {what}")
+        time.sleep(0.2)
