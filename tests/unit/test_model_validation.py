@@ -37,6 +37,7 @@ def rejects(doc: dict[str, Any], field: str, fragment: str) -> ValidationError:
         ({"cidr": "banana"}, "spec.cidr", "not a valid CIDR"),
         ({"cidr": 10}, "spec.cidr", "must be a CIDR string"),
         ({"cidr": "10.0.0.1/16"}, "spec.cidr", "host bits set"),
+        ({"cidr": "10.0.0.0/255.255.0.0"}, "spec.cidr", "prefix must be a length"),
         ({"cidr": "169.254.0.0/20"}, "spec.cidr", "link-local"),
         ({"cidr": "fe80::/64"}, "spec.cidr", "link-local"),
         ({"cidr": "10.0.0.0/16", "blockSize": 19}, "spec.blockSize", "out of range 20-32"),
@@ -375,6 +376,9 @@ def test_bgpfilter_rules(spec: dict[str, Any], field: str, fragment: str) -> Non
          "not a MAC address"),
         ({"vxlanTunnelMACAddrV6": "66:2b-3c:4d:5e:6f"}, "spec.vxlanTunnelMACAddrV6",
          "not a MAC address"),
+        ({"ipv6VXLANTunnelAddr": "fe80::1%eth0"}, "spec.ipv6VXLANTunnelAddr", "no %zone"),
+        ({"bgp": {"ipv4Address": "10.0.0.1/255.255.255.0"}}, "spec.bgp.ipv4Address",
+         "prefix must be a length"),
         ({"ipv4VXLANTunnelAddr": "10.0.0.1/32"}, "spec.ipv4VXLANTunnelAddr",
          "not a valid IP address"),
         ({"addresses": [{"address": "10.0.0.1", "type": "PublicIP"}]}, "spec.addresses[0].type",
@@ -494,3 +498,9 @@ def test_parse_as_returns_the_expected_kind_or_names_the_mismatch() -> None:
     assert pool.spec.cidr.prefixlen == 16
     with pytest.raises(ValidationError, match="expected kind Node, got IPPool"):
         parse_as(Node, body("IPPool", {"cidr": "10.0.0.0/16"}))
+
+
+@pytest.mark.parametrize("mac", ["66:2b:3c:4d:5e:6f", "66-2B-3C-4D-5E-6F", "662b.3c4d.5e6f"])
+def test_mac_forms_go_accepts_are_kept_in_one_canonical_form(mac: str) -> None:
+    node = parse(body("Node", {"vxlanTunnelMACAddr": mac}))
+    assert node.spec.vxlan_tunnel_mac_addr == "66:2b:3c:4d:5e:6f"

@@ -198,6 +198,7 @@ class Net(Conv[IPNetwork]):
     def load(self, value: Any, path: str) -> IPNetwork:
         if not isinstance(value, str):
             raise FieldError(path, f"must be a CIDR string, not {_json_type(value)}")
+        _go_compatible(value, path, "CIDR")
         try:
             net = ipaddress.ip_network(value, strict=False)
         except ValueError:
@@ -218,6 +219,7 @@ class Addr(Conv[IPAddress]):
     def load(self, value: Any, path: str) -> IPAddress:
         if not isinstance(value, str):
             raise FieldError(path, f"must be an IP address string, not {_json_type(value)}")
+        _go_compatible(value, path, "IP address")
         try:
             addr = ipaddress.ip_address(value)
         except ValueError:
@@ -238,6 +240,7 @@ class Iface(Conv[IPInterface]):
     def load(self, value: Any, path: str) -> IPInterface:
         if not isinstance(value, str):
             raise FieldError(path, f"must be an address/prefix string, not {_json_type(value)}")
+        _go_compatible(value, path, "address/prefix")
         try:
             iface = ipaddress.ip_interface(value)
         except ValueError:
@@ -247,6 +250,20 @@ class Iface(Conv[IPInterface]):
 
     def dump(self, value: IPInterface) -> Any:
         return str(value)
+
+
+_PREFIX = re.compile(r"^\d{1,3}$")
+
+
+def _go_compatible(value: str, path: str, what: str) -> None:
+    """Python's ipaddress takes forms Go's net package (and so Calico) rejects: zoned IPv6
+    addresses (fe80::1%eth0) and netmask prefixes (10.0.0.0/255.0.0.0). Reject them too, so a
+    file Wren accepts is one Calico accepts."""
+    if "%" in value:
+        raise FieldError(path, f"{value!r} is not a valid {what} (no %zone allowed)")
+    _, slash, prefix = value.partition("/")
+    if slash and not _PREFIX.match(prefix):
+        raise FieldError(path, f"{value!r} is not a valid {what} (prefix must be a length)")
 
 
 def _check_version(got: int, want: int | None, value: str, path: str) -> None:
@@ -273,14 +290,28 @@ def check_name(value: str) -> str | None:
 
 NAME = Str(check_name)
 
-_MAC = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$")
+# The 6-octet forms Go's net.ParseMAC takes: aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff, aabb.ccdd.eeff.
+_MAC = re.compile(
+    r"^([0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\2[0-9a-fA-F]{2}){4}"
+    r"|[0-9a-fA-F]{4}\.[0-9a-fA-F]{4}\.[0-9a-fA-F]{4})$"
+)
 
 
-def _check_mac(value: str) -> str | None:
-    return None if _MAC.match(value) else f"{value!r} is not a MAC address (aa:bb:cc:dd:ee:ff)"
+class _MACAddress(Str):
+    """A MAC in any form Go accepts, kept as lower-case aa:bb:cc:dd:ee:ff so the dataplane can
+    compare and program it without caring how the user spelled it."""
+
+    def load(self, value: Any, path: str) -> str:
+        text = super().load(value, path)
+        if not text:
+            return text
+        if not _MAC.match(text):
+            raise FieldError(path, f"{text!r} is not a MAC address (aa:bb:cc:dd:ee:ff)")
+        digits = re.sub(r"[:.-]", "", text).lower()
+        return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
 
 
-MAC = Str(_check_mac)
+MAC = _MACAddress()
 
 AS_MAX = 4294967295
 
