@@ -453,3 +453,24 @@ def test_a_module_with_commands_is_registered_by_naming_it() -> None:
     group = build_cli(("wren.cli.version",))
     assert sorted(group.commands) == ["version"]
     assert isinstance(group, click.Group)
+
+
+def test_patch_rereads_when_another_writer_got_in_first_and_keeps_their_change(
+    run: Run, store: MemoryBackend
+) -> None:
+    run("apply", "-f", "-", input=as_yaml(pool("p1", "10.1.0.0/16")))
+    raced: list[str] = []
+
+    def other_writer(op: str, body: Body) -> None:
+        if op == "update" and not raced:
+            raced.append("once")
+            current = store.get(POOL_KIND, "p1")
+            current["metadata"]["labels"] = {"by": "other"}
+            store.update(current)
+
+    store.fault = other_writer
+    result = run("patch", "ippool", "p1", "-p", '{"spec": {"disabled": true}}')
+    assert result.exit_code == 0, result.output
+    body = stored(store, "p1")
+    assert body["spec"]["disabled"] is True
+    assert body["metadata"]["labels"] == {"by": "other"}

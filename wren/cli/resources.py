@@ -11,6 +11,7 @@ away) is reported with how far it got, as calicoctl's "Partial success" does.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import IO, Any, Literal
 
 import click
@@ -51,7 +52,7 @@ namespace_option = click.option(
 
 
 # -- writing a batch of documents ---------------------------------------------------------------
-def _write(client: Client, op: Operation, res: Resource, *, skip: bool) -> bool:
+def _write(client: Client, res: Resource, *, op: Operation, skip: bool) -> bool:
     """One write; False when skipped (--skip-exists / --skip-not-exists)."""
     if op == "create":
         try:
@@ -76,7 +77,7 @@ def _write(client: Client, op: Operation, res: Resource, *, skip: bool) -> bool:
 
 
 def _rehearse(
-    client: Client, op: Operation, batch: list[tuple[Document, Resource]], *, skip: bool
+    client: Client, batch: list[tuple[Document, Resource]], *, op: Operation, skip: bool
 ) -> None:
     """Run the batch against a copy of what it touches; DocumentError lists what would fail."""
     kinds = {res.kind for _, res in batch}
@@ -91,28 +92,28 @@ def _rehearse(
     for doc, res in batch:
         try:
             # The real write checks the resourceVersion; the copy has versions of its own.
-            _write(rehearsal, op, res.with_metadata(resource_version=""), skip=skip)
+            _write(rehearsal, res.with_metadata(resource_version=""), op=op, skip=skip)
         except PermanentError as e:
             problems.append(f"{doc.where}: {e}")
     if problems:
         raise DocumentError(problems)
 
 
-def _summary(op: Operation, batch: list[tuple[Document, Resource]], done: int) -> str:
+def _summary(batch: list[tuple[Document, Resource]], *, op: Operation, done: int) -> str:
     kinds = {res.KIND for _, res in batch}
     what = f"'{next(iter(kinds))}' resource(s)" if len(kinds) == 1 else "resource(s)"
     return f"Successfully {_PAST[op]} {done} {what}"
 
 
 def _run_file(
-    cli: CliContext, op: Operation, stream: IO[str], *, namespace: str | None, skip: bool
+    cli: CliContext, stream: IO[str], *, op: Operation, namespace: str | None, skip: bool
 ) -> None:
     source = "<stdin>" if stream.name in ("<stdin>", "-") else stream.name
     try:
         batch = validate_documents(read_documents(stream.read(), source=source),
                                    namespace=namespace)
         client = cli.client()
-        _rehearse(client, op, batch, skip=skip)
+        _rehearse(client, batch, op=op, skip=skip)
     except DocumentError as e:
         count = len(e.problems)
         raise CliError(
@@ -122,7 +123,7 @@ def _run_file(
     done = skipped = 0
     for doc, res in batch:
         try:
-            if _write(client, op, res, skip=skip):
+            if _write(client, res, op=op, skip=skip):
                 done += 1
             else:
                 skipped += 1
@@ -134,7 +135,7 @@ def _run_file(
             if isinstance(e, DatastoreUnavailable):
                 raise DatastoreUnavailable(message) from None
             raise CliError(message) from None
-    line = _summary(op, batch, done)
+    line = _summary(batch, op=op, done=done)
     if skipped:
         reason = "already existed" if op == "create" else "did not exist"
         line += f" ({skipped} skipped: {reason})"
@@ -155,7 +156,7 @@ def create(cli: CliContext, *, filename: IO[str], skip_exists: bool, namespace: 
 
     Every document is validated first: if any is invalid, nothing is created.
     """
-    _run_file(cli, "create", filename, namespace=namespace, skip=skip_exists)
+    _run_file(cli, filename, op="create", namespace=namespace, skip=skip_exists)
 
 
 @click.command()
@@ -168,7 +169,7 @@ def apply(cli: CliContext, *, filename: IO[str], namespace: str | None) -> None:
 
     Every document is validated first: if any is invalid, nothing is written.
     """
-    _run_file(cli, "apply", filename, namespace=namespace, skip=False)
+    _run_file(cli, filename, op="apply", namespace=namespace, skip=False)
 
 
 @click.command()
@@ -181,7 +182,7 @@ def replace(cli: CliContext, *, filename: IO[str], namespace: str | None) -> Non
 
     A resourceVersion in the file makes the replace conditional on it (as read by `get`).
     """
-    _run_file(cli, "replace", filename, namespace=namespace, skip=False)
+    _run_file(cli, filename, op="replace", namespace=namespace, skip=False)
 
 
 @click.command(context_settings={"ignore_unknown_options": False})
@@ -203,7 +204,7 @@ def delete(
     if filename is not None:
         if args:
             raise click.UsageError("give either -f FILE or KIND NAME..., not both")
-        _run_file(cli, "delete", filename, namespace=namespace, skip=skip_not_exists)
+        _run_file(cli, filename, op="delete", namespace=namespace, skip=skip_not_exists)
         return
     if len(args) < 2:
         raise click.UsageError("give KIND NAME... (e.g. `wrenctl delete ippool pool1`) or -f FILE")
@@ -266,21 +267,27 @@ def get(
 
 # -- editing --------------------------------------------------------------------------------------
 def _edit(
-    cli: CliContext, kind: Kind, name: str, namespace: str | None, change: Any
+    cli: CliContext,
+    kind: Kind,
+    *,
+    name: str,
+    namespace: str | None,
+    change: Callable[[dict[str, Any]], dict[str, Any]],
 ) -> Resource:
     """Read, change (a function body -> body), re-validate and write conditionally; retries
     when someone else wrote in between."""
     client = cli.client()
     ns = (namespace or "default") if kind.namespaced else None
-    for attempt in range(EDIT_ATTEMPTS):
+    attempts = 0
+    while True:
         current = client.get(kind, name, ns)
         new = parse(change(current.to_body()))
         try:
             return client.update(new)
         except Conflict:
-            if attempt == EDIT_ATTEMPTS - 1:
+            attempts += 1
+            if attempts >= EDIT_ATTEMPTS:
                 raise
-    raise AssertionError("unreachable")
 
 
 @click.command()
@@ -300,7 +307,8 @@ def patch(
     except json.JSONDecodeError as e:
         raise CliError(f"--patch is not valid JSON: {e}") from None
     try:
-        _edit(cli, kind, name, namespace, lambda body: patch_body(body, patch_doc))
+        _edit(cli, kind, name=name, namespace=namespace,
+              change=lambda body: patch_body(body, patch_doc))
     except EditError as e:
         raise CliError(f"{kind.name} {name!r}: {e}") from None
     click.echo(f"Successfully patched 1 '{kind.name}' resource")
@@ -338,7 +346,7 @@ def label(
                                                  overwrite=overwrite)
             return {**body, "metadata": meta}
 
-        _edit(cli, kind, name, namespace, relabel)
+        _edit(cli, kind, name=name, namespace=namespace, change=relabel)
     except EditError as e:
         raise CliError(f"{kind.name} {name!r}: {e}") from None
     keys = ", ".join(k for k, _ in changes)
