@@ -253,3 +253,24 @@ def test_other_ipam_types_are_delegated_through_cni_path(
                          cni_path=str(tmp_path))
     assert missing.code != 0 and missing.body["code"] == 7
     assert "'absent' not found" in missing.body["msg"]
+
+
+def test_dual_stack_pod_answers_ipv4_and_ipv6_right_after_add(db: EtcdBackend, lab: Lab) -> None:
+    seed(db, cidr="10.86.0.0/24", block_size=26, nodes=["n1"])
+    db.create({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+               "metadata": {"name": "pool6"}, "spec": {"cidr": "fd00:86::/120",
+                                                      "blockSize": 122}})
+    node_ns = lab.node("n1")
+    conf = netconf(endpoint=lab.etcd_endpoint, node="n1",
+                   ipam={"type": "wren-ipam", "assign_ipv6": "true"})
+    res = run_plugin("ADD", node_ns=node_ns, conf=conf, container_id="dual1", netns=lab.pod(),
+                     pod="web-0")
+    assert res.code == 0, res.body
+    addrs = [ipaddress.ip_interface(i["address"]) for i in res.body["ips"]]
+    assert sorted((a.version, a.network.prefixlen) for a in addrs) == [(4, 32), (6, 128)]
+    assert {r["dst"] for r in res.body["routes"]} == {"0.0.0.0/0", "::/0"}
+    assert [str(a.ip) for a in addrs if not ping(node_ns, str(a.ip))] == []
+    check = run_plugin("CHECK", node_ns=node_ns, conf={**conf, "prevResult": res.body},
+                       container_id="dual1", netns=res.body["interfaces"][1]["sandbox"],
+                       pod="web-0")
+    assert check.code == 0, check.body

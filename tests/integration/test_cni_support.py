@@ -145,6 +145,9 @@ class Lab:
         sh("ip", "-n", ns, "addr", "add", "192.168.250.1/24", "dev", "up0")
         sh("ip", "-n", ns, "link", "set", "up0", "up")
         sh("ip", "-n", ns, "route", "add", "default", "dev", "up0")
+        # A global IPv6 address to answer IPv6 pods from, and a default route for proxy-NDP.
+        sh("ip", "-n", ns, "addr", "add", "fd00:250::1/64", "dev", "up0", "nodad")
+        sh("ip", "-n", ns, "-6", "route", "add", "default", "dev", "up0")
         port = int(self.etcd_endpoint.rsplit(":", 1)[1])
         self.forwarders.append(Forwarder(f"/var/run/netns/{ns}", port))
         return ns
@@ -211,7 +214,8 @@ def links(ns: str, prefix: str = "cali") -> list[str]:
 
 
 def ping(node_ns: str, ip: str) -> bool:
-    return sh("ip", "netns", "exec", node_ns, "ping", "-c", "1", "-W", "2", ip,
+    family = "-6" if ":" in ip else "-4"
+    return sh("ip", "netns", "exec", node_ns, "ping", family, "-c", "1", "-W", "2", ip,
               check=False).returncode == 0
 
 

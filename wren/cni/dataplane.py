@@ -178,6 +178,9 @@ def _host_sysctls(host_ifname: str, *, v6: bool) -> None:
     if v6:
         _write_sysctl(PROC_SYS / "ipv6/conf" / host_ifname / "disable_ipv6", "0")
         _write_sysctl(PROC_SYS / "ipv6/conf" / host_ifname / "accept_ra", "0")
+        # The pod's IPv6 gateway is the host side's link-local address: without DAD it is
+        # usable the moment the link is up, not a second later.
+        _write_sysctl(PROC_SYS / "ipv6/conf" / host_ifname / "accept_dad", "0")
         _write_sysctl(PROC_SYS / "ipv6/conf" / host_ifname / "forwarding", "1")
         _write_sysctl(PROC_SYS / "ipv6/conf" / host_ifname / "proxy_ndp", "1")
 
@@ -287,4 +290,12 @@ def check_workload(
             v4_defaults = [r for r in defaults if r.get("gateway") == POD_GATEWAY_V4]
             if not v4_defaults:
                 problems.append(f"default route via {POD_GATEWAY_V4} dev {ifname} is missing")
+        if any(a.version == 6 for a in addresses):
+            import socket
+
+            v6_defaults = [r for r in ipr.get_routes(family=socket.AF_INET6, table=254)
+                           if r["dst_len"] == 0 and r.get("oif") == index
+                           and r.get("gateway") == POD_GATEWAY_V6]
+            if not v6_defaults:
+                problems.append(f"default route via {POD_GATEWAY_V6} dev {ifname} is missing")
     return problems
