@@ -243,3 +243,40 @@ def test_ipv6_allocation_from_a_v6_pool(db: MemoryBackend) -> None:
     db.create(pool("p4", "10.0.0.0/24", 26))
     ips = ipam(db).auto_assign(handle_id="net.c1", node="n1", num4=1, num6=1)
     assert sorted(i.version for i in ips) == [4, 6]
+
+
+def test_max_blocks_per_host_stops_claims_and_borrowing_is_then_the_only_way(
+    db: MemoryBackend,
+) -> None:
+    db.create(pool("p", "10.0.0.0/28", 30))
+    db.create({"apiVersion": "projectcalico.org/v3", "kind": "IPAMConfiguration",
+               "metadata": {"name": "default"},
+               "spec": {"strictAffinity": True, "autoAllocateBlocks": True,
+                        "maxBlocksPerHost": 1}})
+    a = ipam(db)
+    a.auto_assign(handle_id="net.a", node="n1", num4=4)
+    with pytest.raises(NoFreeAddressesError):
+        a.auto_assign(handle_id="net.b", node="n1", num4=1)
+    assert len(db.list(K_BLOCK).items) == 1
+
+
+def test_a_pending_affinity_left_by_a_crash_is_completed(db: MemoryBackend) -> None:
+    db.create(pool("p", "10.0.0.0/24", 26))
+    # A claimer died after writing its pending affinity and before creating the block.
+    db.create({"apiVersion": "projectcalico.org/v3", "kind": "BlockAffinity",
+               "metadata": {"name": "n1-10-0-0-64-26"},
+               "spec": {"state": "pending", "node": "n1", "cidr": "10.0.0.64/26",
+                        "deleted": False}})
+    (ip,) = ipam(db).auto_assign(handle_id="net.a", node="n1")
+    assert ip in ipaddress.ip_network("10.0.0.64/26")
+    (aff,) = db.list(K_AFF).items
+    assert aff["spec"]["state"] == "confirmed"
+
+
+def test_a_fully_reserved_block_is_never_claimed(db: MemoryBackend) -> None:
+    db.create(pool("p", "10.0.0.0/29", 30))
+    db.create({"apiVersion": "projectcalico.org/v3", "kind": "IPReservation",
+               "metadata": {"name": "r"}, "spec": {"reservedCIDRs": ["10.0.0.0/30"]}})
+    got = ipam(db).auto_assign(handle_id="net.a", node="n1", num4=4)
+    assert all(ip in ipaddress.ip_network("10.0.0.4/30") for ip in got)
+    assert [b["spec"]["cidr"] for b in db.list(K_BLOCK).items] == ["10.0.0.4/30"]
