@@ -196,9 +196,9 @@ def test_unreadable_file_is_an_error_naming_it(run: Run, tmp_path: Path) -> None
     assert f"{bad}: not valid YAML or JSON" in result.stderr
 
 
-def test_missing_file_is_a_usage_error(run: Run, tmp_path: Path) -> None:
+def test_missing_file_is_an_error_naming_it(run: Run, tmp_path: Path) -> None:
     result = run("apply", "-f", str(tmp_path / "nope.yaml"))
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "nope.yaml" in result.stderr
 
 
@@ -240,7 +240,7 @@ def test_delete_needs_kind_and_name_or_a_file_alone(
         (tmp_path / "x.yaml").write_text(as_yaml(pool("a", "10.1.0.0/16")))
         args = (*args[:-1], str(tmp_path / "x.yaml"))
     result = run("delete", *args)
-    assert result.exit_code == 2
+    assert result.exit_code == 1
 
 
 # -- get --------------------------------------------------------------------------------------
@@ -255,7 +255,7 @@ def test_get_accepts_every_calicoctl_spelling_of_a_kind(run: Run, spelling: str)
 
 def test_get_unknown_kind_lists_the_known_ones(run: Run) -> None:
     result = run("get", "ippoool")
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "unknown resource kind 'ippoool'" in result.stderr
     assert "IPPool" in result.stderr
 
@@ -474,3 +474,11 @@ def test_patch_rereads_when_another_writer_got_in_first_and_keeps_their_change(
     body = stored(store, "p1")
     assert body["spec"]["disabled"] is True
     assert body["metadata"]["labels"] == {"by": "other"}
+
+
+@pytest.mark.parametrize("args", [["get"], ["--bogus"], ["get", "ippools", "-o", "xml"]])
+def test_command_line_mistakes_exit_1_like_calicoctl(args: list[str]) -> None:
+    result = CliRunner().invoke(cli, args, obj=CliContext(backend_factory=MemoryBackend))
+    assert result.exit_code == 1
+    assert "Usage: " in result.stderr
+    assert "Error: " in result.stderr

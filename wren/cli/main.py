@@ -11,13 +11,14 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
 from wren.cli.context import CliContext
 from wren.log import configure_logging
 
-__all__ = ["COMMAND_MODULES", "build_cli", "cli", "main"]
+__all__ = ["COMMAND_MODULES", "WrenctlGroup", "build_cli", "cli", "main"]
 
 COMMAND_MODULES: tuple[str, ...] = (
     "wren.cli.ipam",
@@ -35,10 +36,42 @@ The datastore comes from the environment, as for calicoctl:
 """
 
 
+class _UsageError(click.UsageError):
+    exit_code = 1
+
+
+class WrenctlGroup(click.Group):
+    """calicoctl exits 1 on every error, command-line mistakes included; click's default for
+    those is 2. Scripts written for calicoctl test for 1."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as e:
+            if e.exit_code == 1:
+                raise
+            raise _UsageError(e.format_message(), e.ctx) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as e:
+            if e.exit_code == 1:
+                raise
+            raise _UsageError(e.format_message(), e.ctx) from None
+
+
 def build_cli(modules: Sequence[str] = COMMAND_MODULES) -> click.Group:
     """The `wrenctl` group with the commands of every module in `modules`."""
 
-    @click.group(help=_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.group(cls=WrenctlGroup, help=_HELP,
+                 context_settings={"help_option_names": ["-h", "--help"]})
     @click.option("--log-level", default=None, metavar="LEVEL",
                   help="Log level on stderr (default: LOG_LEVEL or warning).")
     @click.pass_context
