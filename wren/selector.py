@@ -312,12 +312,13 @@ def _tokenize(text: str) -> list[_Tok]:
         return None
 
     def words_at(j: int, *words: str) -> int | None:
-        for k, word in enumerate(words):
-            end = word_at(j, word)
-            if end is None:
+        """A multi-word operator; as in Calico, spaces between its words are optional
+        (`starts with` and `startswith` both work) but it must end at a word boundary."""
+        for word in words[:-1]:
+            if not text.startswith(word, j):
                 return None
-            j = skip_space(end) if k < len(words) - 1 else end
-        return j
+            j = skip_space(j + len(word))
+        return word_at(j, words[-1])
 
     while True:
         i = skip_space(i)

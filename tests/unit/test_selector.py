@@ -90,6 +90,31 @@ def test_operator_words_are_not_taken_from_longer_label_names() -> None:
     assert parse_selector("a not  in {'x'}") == NotIn("a", ("x",))
 
 
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        ("a startswith 'x'", 'a starts with "x"'),
+        ("a endswith 'x'", 'a ends with "x"'),
+        ("a notin {'x'}", 'a not in {"x"}'),
+        ("! (has( b)||! has(a ))", "!(has(b) || !has(a))"),
+        (" (all() )", "all()"),
+        ("a!='\"'", "a != '\"'"),
+    ],
+)
+def test_spellings_calico_accepts_have_one_canonical_form(text: str, canonical: str) -> None:
+    assert str(parse_selector(text)) == canonical
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["b == b", "'b1' == b", "b", "a b", "foo != ||", "foo in {'', ||", "foo in ''", "()", ")",
+     "has(foo) &&", "a startswithx 'y'", "a not inx {'y'}"],
+)
+def test_selectors_calico_rejects_are_rejected(text: str) -> None:
+    with pytest.raises(SelectorError):
+        parse_selector(text)
+
+
 def test_set_literals_are_deduplicated_and_sorted() -> None:
     assert parse_selector("a in {'b', 'a', 'b'}") == In("a", ("a", "b"))
     assert str(parse_selector("a in {'b', 'a'}")) == 'a in {"a", "b"}'
