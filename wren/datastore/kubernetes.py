@@ -59,6 +59,7 @@ import copy
 import functools
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, Literal, TypeVar
 
@@ -596,6 +597,7 @@ class KubernetesBackend:
         """Changes after `revision`; reopens the stream when the server ends it (timeout)."""
         rv = revision
         while stop is None or not stop.is_set():
+            opened, received = time.monotonic(), False
             resp = self._call(functools.partial(self._open_watch, kind, rv), op="watch",
                               kind=kind.name)
             with closing_on_stop(stop, resp.shutdown, name=f"kube-watch-{kind.plural}"):
@@ -605,6 +607,7 @@ class KubernetesBackend:
                             return
                         if not line.strip():
                             continue
+                        received = True
                         event = json.loads(line)
                         etype, obj = event.get("type"), event.get("object") or {}
                         if etype == "ERROR":
@@ -622,6 +625,10 @@ class KubernetesBackend:
                         f"Kubernetes watch {kind.plural} lost: {exc}") from exc
                 finally:
                     resp.release_conn()
+            if not received and time.monotonic() - opened < 1.0 and not (stop and stop.is_set()):
+                # A stream that ends at once, again and again, would be a busy loop: let the
+                # caller back off instead.
+                raise DatastoreUnavailable(f"Kubernetes watch {kind.plural}: stream closed at once")
 
     def _open_watch(self, kind: Kind, rv: str) -> Any:
         kw: dict[str, Any] = {
