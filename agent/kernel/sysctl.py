@@ -1,0 +1,126 @@
+"""Kernel settings under /proc/sys the agent needs, written only when they differ.
+
+Per-interface settings (proxy_arp on a pod's cali device, rp_filter on vxlan.calico...) name a
+device that may not exist yet; such a setting waits, without an error, until its directory
+appears. Keys are paths below /proc/sys with `/` separators, because device names contain dots
+(`net/ipv4/conf/vxlan.calico/rp_filter`); a key without `/` is read the sysctl(8) way
+(`net.ipv4.ip_forward`).
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.kernel.netns import in_netns
+from wren.log import get_logger
+
+__all__ = ["SysctlApplyResult", "SysctlTable", "SysctlTableCounters", "iface_sysctl"]
+
+log = get_logger(__name__)
+
+
+def iface_sysctl(family: int, iface: str, name: str) -> str:
+    """`iface_sysctl(4, "cali1", "proxy_arp")` → `net/ipv4/conf/cali1/proxy_arp`."""
+    return f"net/ipv{family}/conf/{iface}/{name}"
+
+
+def _normalise_key(key: str) -> str:
+    return key.strip("/") if "/" in key else key.replace(".", "/")
+
+
+@dataclass
+class SysctlTableCounters:
+    writes: int = 0
+    drift_repaired: int = 0
+    errors: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SysctlApplyResult:
+    written: tuple[str, ...] = ()
+    waiting: tuple[str, ...] = ()  # their device does not exist yet
+    errors: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+@dataclass
+class _State:
+    desired: dict[str, str] = field(default_factory=dict)
+    dirty: set[str] = field(default_factory=set)
+    written_once: set[str] = field(default_factory=set)
+
+
+class SysctlTable:
+    """`netns` opens /proc/sys inside a named network namespace (net.* settings are per
+    namespace); `root` is a different tree for tests."""
+
+    def __init__(self, *, root: Path = Path("/proc/sys"), netns: str | None = None) -> None:
+        self._root = root
+        self._netns = netns
+        self._s = _State()
+        self.counters = SysctlTableCounters()
+
+    def set(self, key: str, value: str | int) -> None:
+        key = _normalise_key(key)
+        text = str(value)
+        if self._s.desired.get(key) != text:
+            self._s.desired[key] = text
+            self._s.dirty.add(key)
+            self._s.written_once.discard(key)  # a new value is a change, not drift
+
+    def delete(self, key: str) -> None:
+        """Stop managing a setting (its value stays; the kernel has no "unset")."""
+        key = _normalise_key(key)
+        self._s.desired.pop(key, None)
+        self._s.dirty.discard(key)
+
+    def replace_all(self, settings: Mapping[str, str | int] | Iterable[tuple[str, str | int]]
+                    ) -> None:
+        items = settings.items() if isinstance(settings, Mapping) else settings
+        new = {_normalise_key(k): str(v) for k, v in items}
+        for key in [k for k in self._s.desired if k not in new]:
+            self.delete(key)
+        for key, value in new.items():
+            self.set(key, value)
+
+    def queue_resync(self) -> None:
+        """Re-read every setting on the next apply (someone may have changed one)."""
+        self._s.dirty |= self._s.desired.keys()
+
+    def apply(self) -> SysctlApplyResult:
+        written: list[str] = []
+        waiting: list[str] = []
+        errors: list[str] = []
+        with in_netns(self._netns):
+            for key in sorted(self._s.dirty):
+                value = self._s.desired[key]
+                path = self._root / key
+                try:
+                    if path.read_text().strip() != value:
+                        path.write_text(value + "\n")
+                        written.append(key)
+                        if key in self._s.written_once:
+                            self.counters.drift_repaired += 1
+                    self._s.written_once.add(key)
+                    self._s.dirty.discard(key)
+                except FileNotFoundError:
+                    waiting.append(key)
+                except OSError as exc:
+                    if exc.errno == errno.ENOENT:
+                        waiting.append(key)
+                    else:
+                        errors.append(f"sysctl {key}={value}: {exc.strerror or exc}")
+        for key in written:
+            log.info("sysctl set", key=key, value=self._s.desired[key])
+        for err in errors:
+            log.warning("sysctl write failed; retrying next apply", error=err)
+        self.counters.writes += len(written)
+        self.counters.errors += len(errors)
+        return SysctlApplyResult(written=tuple(written), waiting=tuple(waiting),
+                                 errors=tuple(errors))
