@@ -113,6 +113,10 @@ class WorkloadEndpointSpec:
                 # Calico allows wider networks here, but Wren routes single addresses only.
                 raise FieldError(sub(sub(path, "ipNetworks"), i),
                                  f"{net} must be a single address (/32 or /128)")
+        for i, nat in enumerate(self.ip_nats):
+            if not any(nat.internal_ip in net for net in self.ip_networks):
+                raise FieldError(sub(sub(sub(path, "ipNATs"), i), "internalIP"),
+                                 f"{nat.internal_ip} is not one of the endpoint's ipNetworks")
 
 
 @register
