@@ -7,6 +7,8 @@ import ipaddress
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wren.client import Client
 from wren.datastore.memory import MemoryBackend
@@ -245,3 +247,25 @@ def test_cluster_scoped_get_ignores_a_namespace_argument(client: Client) -> None
         "spec": {"peerSelector": "route-reflector == 'true'"},
     }))
     assert isinstance(client.get(BGPPeer, "rr", "kube-system"), BGPPeer)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 255), st.integers(8, 20)), min_size=1, max_size=8))
+def test_stored_pools_never_overlap_whatever_order_they_are_created_in(
+    specs: list[tuple[int, int]],
+) -> None:
+    client = Client(MemoryBackend())
+    for i, (octet, prefix) in enumerate(specs):
+        cidr = ipaddress.ip_network(f"10.{octet}.0.0/{prefix}", strict=False)
+        stored = client.list(IPPool)
+        clash = any(p.spec.cidr.overlaps(cidr) for p in stored)
+        try:
+            client.create(make_pool(f"p{i}", str(cidr)))
+        except ValidationError:
+            assert clash
+        else:
+            assert not clash
+    pools = client.list(IPPool)
+    for a in pools:
+        for b in pools:
+            assert a is b or not a.spec.cidr.overlaps(b.spec.cidr)
