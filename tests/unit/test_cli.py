@@ -482,3 +482,25 @@ def test_command_line_mistakes_exit_1_like_calicoctl(args: list[str]) -> None:
     assert result.exit_code == 1
     assert "Usage: " in result.stderr
     assert "Error: " in result.stderr
+
+
+def test_a_directory_is_applied_as_one_batch(
+    run: Run, store: MemoryBackend, tmp_path: Path
+) -> None:
+    (tmp_path / "a.yaml").write_text(as_yaml(pool("a", "10.1.0.0/16")))
+    (tmp_path / "b.json").write_text(json.dumps(pool("b", "10.2.0.0/16")))
+    (tmp_path / "notes.txt").write_text("not a resource")
+    result = run("apply", "-f", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert names(store) == ["a", "b"]
+
+
+def test_one_bad_file_in_a_directory_means_nothing_is_written(
+    run: Run, store: MemoryBackend, tmp_path: Path
+) -> None:
+    (tmp_path / "a.yaml").write_text(as_yaml(pool("a", "10.1.0.0/16")))
+    (tmp_path / "b.yaml").write_text(as_yaml(pool("b", "10.2.0.0/16", vxlanMode="Maybe")))
+    result = run("apply", "-f", str(tmp_path))
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'b.yaml'} document 1: IPPool 'b': field spec.vxlanMode" in result.stderr
+    assert names(store) == []

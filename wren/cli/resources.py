@@ -11,8 +11,10 @@ away) is reported with how far it got, as calicoctl's "Partial success" does.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
-from typing import IO, Any, Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import click
 
@@ -37,6 +39,7 @@ __all__ = ["COMMANDS"]
 
 Operation = Literal["create", "apply", "replace", "delete"]
 _PAST = {"create": "created", "apply": "applied", "replace": "replaced", "delete": "deleted"}
+_SUFFIXES = (".yaml", ".yml", ".json")
 # patch and label re-read and retry this often when someone else writes in between.
 EDIT_ATTEMPTS = 3
 
@@ -105,13 +108,35 @@ def _summary(batch: list[tuple[Document, Resource]], *, op: Operation, done: int
     return f"Successfully {_PAST[op]} {done} {what}"
 
 
+def read_sources(path: str) -> list[Document]:
+    """Documents of a file, of every .yaml/.yml/.json file in a directory (as calicoctl takes
+    a directory), or of stdin for '-'. All files are read before any is validated."""
+    if path == "-":
+        return read_documents(sys.stdin.read(), source="<stdin>")
+    root = Path(path)
+    files = (sorted(f for f in root.iterdir() if f.is_file() and f.suffix in _SUFFIXES)
+             if root.is_dir() else [root])
+    if not files:
+        raise DocumentError([f"{path}: no {', '.join(_SUFFIXES)} files in this directory"])
+    docs: list[Document] = []
+    problems: list[str] = []
+    for file in files:
+        try:
+            docs += read_documents(file.read_text(), source=str(file))
+        except DocumentError as e:
+            problems += e.problems
+        except (OSError, UnicodeDecodeError) as e:
+            problems.append(f"{file}: cannot read: {e}")
+    if problems:
+        raise DocumentError(problems)
+    return docs
+
+
 def _run_file(
-    cli: CliContext, stream: IO[str], *, op: Operation, namespace: str | None, skip: bool
+    cli: CliContext, path: str, *, op: Operation, namespace: str | None, skip: bool
 ) -> None:
-    source = "<stdin>" if stream.name in ("<stdin>", "-") else stream.name
     try:
-        batch = validate_documents(read_documents(stream.read(), source=source),
-                                   namespace=namespace)
+        batch = validate_documents(read_sources(path), namespace=namespace)
         client = cli.client()
         _rehearse(client, batch, op=op, skip=skip)
     except DocumentError as e:
@@ -142,16 +167,18 @@ def _run_file(
     click.echo(line)
 
 
-_FILE_HELP = "File with one or more resources (YAML or JSON, '---'-separated); '-' for stdin."
+_FILE_HELP = ("File with one or more resources (YAML or JSON, '---'-separated), a directory "
+              "of such files, or '-' for stdin.")
+_FILE_TYPE = click.Path(exists=True, dir_okay=True, allow_dash=True)
 
 
 @click.command()
-@click.option("-f", "--filename", required=True, type=click.File("r"), help=_FILE_HELP)
+@click.option("-f", "--filename", required=True, type=_FILE_TYPE, help=_FILE_HELP)
 @click.option("--skip-exists", is_flag=True, help="Skip resources that already exist.")
 @namespace_option
 @pass_cli
 @reports_errors
-def create(cli: CliContext, *, filename: IO[str], skip_exists: bool, namespace: str | None) -> None:
+def create(cli: CliContext, *, filename: str, skip_exists: bool, namespace: str | None) -> None:
     """Create the resources in a file; fails if one already exists.
 
     Every document is validated first: if any is invalid, nothing is created.
@@ -160,11 +187,11 @@ def create(cli: CliContext, *, filename: IO[str], skip_exists: bool, namespace: 
 
 
 @click.command()
-@click.option("-f", "--filename", required=True, type=click.File("r"), help=_FILE_HELP)
+@click.option("-f", "--filename", required=True, type=_FILE_TYPE, help=_FILE_HELP)
 @namespace_option
 @pass_cli
 @reports_errors
-def apply(cli: CliContext, *, filename: IO[str], namespace: str | None) -> None:
+def apply(cli: CliContext, *, filename: str, namespace: str | None) -> None:
     """Create or update the resources in a file (what `get -o yaml` prints is accepted).
 
     Every document is validated first: if any is invalid, nothing is written.
@@ -173,11 +200,11 @@ def apply(cli: CliContext, *, filename: IO[str], namespace: str | None) -> None:
 
 
 @click.command()
-@click.option("-f", "--filename", required=True, type=click.File("r"), help=_FILE_HELP)
+@click.option("-f", "--filename", required=True, type=_FILE_TYPE, help=_FILE_HELP)
 @namespace_option
 @pass_cli
 @reports_errors
-def replace(cli: CliContext, *, filename: IO[str], namespace: str | None) -> None:
+def replace(cli: CliContext, *, filename: str, namespace: str | None) -> None:
     """Replace existing resources with the ones in a file; fails if one does not exist.
 
     A resourceVersion in the file makes the replace conditional on it (as read by `get`).
@@ -187,7 +214,7 @@ def replace(cli: CliContext, *, filename: IO[str], namespace: str | None) -> Non
 
 @click.command(context_settings={"ignore_unknown_options": False})
 @click.argument("args", nargs=-1)
-@click.option("-f", "--filename", type=click.File("r"), default=None, help=_FILE_HELP)
+@click.option("-f", "--filename", type=_FILE_TYPE, default=None, help=_FILE_HELP)
 @click.option("--skip-not-exists", is_flag=True, help="Succeed for resources that do not exist.")
 @namespace_option
 @pass_cli
@@ -196,7 +223,7 @@ def delete(
     cli: CliContext,
     *,
     args: tuple[str, ...],
-    filename: IO[str] | None,
+    filename: str | None,
     skip_not_exists: bool,
     namespace: str | None,
 ) -> None:
