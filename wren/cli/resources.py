@@ -33,15 +33,18 @@ from wren.errors import (
     WrenError,
 )
 from wren.kinds import Kind, kind_by_name
+from wren.log import get_logger
 from wren.model import Resource, parse
 
-__all__ = ["COMMANDS"]
+__all__ = ["COMMANDS", "EDIT_ATTEMPTS", "read_sources"]
 
 Operation = Literal["create", "apply", "replace", "delete"]
 _PAST = {"create": "created", "apply": "applied", "replace": "replaced", "delete": "deleted"}
 _SUFFIXES = (".yaml", ".yml", ".json")
 # patch and label re-read and retry this often when someone else writes in between.
 EDIT_ATTEMPTS = 3
+
+_log = get_logger(__name__)
 
 
 def _kind(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Kind | None:
@@ -150,6 +153,8 @@ def _run_file(
         try:
             if _write(client, res, op=op, skip=skip):
                 done += 1
+                _log.debug("written", op=op, kind=res.KIND, name=res.metadata.name,
+                           namespace=res.metadata.namespace, source=doc.where)
             else:
                 skipped += 1
         except WrenError as e:
