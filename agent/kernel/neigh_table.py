@@ -28,6 +28,7 @@ log = get_logger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 NUD_PERMANENT = 0x80
+NUD_NOARP = 0x40
 AF_BRIDGE = 7
 NTF_SELF = 0x02
 
@@ -189,7 +190,9 @@ class NeighTable:
             self._ipr.neigh(command, dst=str(entry.ip), lladdr=entry.mac, ifindex=index,
                             state="permanent")
         else:
-            self._ipr.fdb(command, ifindex=index, lladdr=entry.mac, dst=str(entry.remote))
+            # pyroute2 fills in "self permanent" only for add/del; say it for replace too.
+            self._ipr.fdb(command, ifindex=index, lladdr=entry.mac, dst=str(entry.remote),
+                          state=NUD_PERMANENT | NUD_NOARP, flags=NTF_SELF)
 
     def _resync(self) -> None:
         links = self._nl.dump_links()
