@@ -56,6 +56,10 @@ class Dataplane(Protocol):
 
     def queue_resync(self) -> None: ...
 
+    def on_kernel_event(self, event: object) -> bool:
+        """A kernel change notification; False if the dataplane does not know the event."""
+        ...
+
     def apply(self) -> ApplyReport: ...
 
 
@@ -70,7 +74,7 @@ class Agent:
         node_name: str,
         backend: Backend,
         dataplane: Dataplane,
-        host_facts: Callable[[], HostFacts],
+        host_facts: Callable[[ClusterState], HostFacts],
         health: HealthAggregator,
         metrics: AgentMetrics,
         bgp: BGPLink | None = None,
@@ -150,6 +154,8 @@ class Agent:
             if self.state.set_learned(msg.routes):
                 self._metrics.bgp_routes_learned.set(len(msg.routes))
                 self._dirty = True
+        elif self._dataplane.on_kernel_event(msg):
+            pass  # the tables noted it; the next apply repairs what differs
         elif callable(msg):
             msg()  # work another thread asked the loop to do (e.g. a resync request)
         else:
@@ -159,7 +165,7 @@ class Agent:
         """Recompute if anything changed, then apply; failures retry with backoff."""
         if self._dirty:
             self._dirty = False
-            self.desired = compute_desired(self.state.calc_input(self._host_facts()))
+            self.desired = compute_desired(self.state.calc_input(self._host_facts(self.state)))
             for warning in self.desired.warnings:
                 _log.warning("calc", detail=warning)
             self._dataplane.on_desired(self.desired)

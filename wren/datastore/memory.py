@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Callable, Iterator
+from typing import Literal
 
 from wren.datastore.backend import Body, Listing, WatchEvent, body_key
 from wren.errors import AlreadyExists, Compacted, Conflict, NotFound
@@ -84,12 +85,13 @@ class MemoryBackend:
             self._lock.notify_all()
             return copy.deepcopy(current)
 
-    def _store(self, kind: str, key: tuple[str, str, str], body: Body) -> Body:
+    def _store(
+        self, etype: Literal["ADDED", "MODIFIED"], key: tuple[str, str, str], body: Body
+    ) -> Body:
         self._revision += 1
         stored = copy.deepcopy(body)
         stored.setdefault("metadata", {})["resourceVersion"] = str(self._revision)
         self._objects[key] = stored
-        etype = "ADDED" if kind == "ADDED" else "MODIFIED"
         self._log.append(WatchEvent(etype, copy.deepcopy(stored), str(self._revision), key[0]))
         self._lock.notify_all()
         return copy.deepcopy(stored)

@@ -1,0 +1,55 @@
+"""`wren-agent`: read the environment, build the agent, run its loop until SIGTERM.
+
+On SIGTERM the agent stops and leaves the dataplane exactly as it is: pods keep their routes
+while a new agent starts (a restart causes no route churn; see the route table's first resync).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+
+from agent.config import AgentConfig, ConfigError
+from agent.wiring import build_agent, start_background
+from wren.datastore.connect import backend_from_env
+from wren.log import configure_logging, get_logger
+
+__all__ = ["main"]
+
+
+def main() -> int:
+    configure_logging()
+    log = get_logger("wren-agent")
+    try:
+        cfg = AgentConfig.from_env()
+        backend = backend_from_env(cfg.env)
+    except (ConfigError, ValueError) as err:
+        log.error("bad configuration", error=str(err))
+        return 2
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal received; stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    wired = build_agent(cfg, backend)
+    log.info("starting", node=cfg.node_name, health=f"{cfg.health_host}:{cfg.health_port}")
+    started = time.monotonic()
+    try:
+        start_background(wired, stop)
+        wired.agent.run(stop)
+    finally:
+        wired.close()
+    log.info("stopped", node=cfg.node_name, uptime=round(time.monotonic() - started, 1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Dataplane managers: desired state in, kernel-table entries out (Felix's managers)."""

@@ -1,0 +1,133 @@
+"""Builds the agent from its configuration: one small factory per part, nothing else.
+
+Kept apart from the loop (agent.py) and from main (daemon.py) so that tests build an agent on
+fakes, and so no constructor grows into Felix's thousand-line `NewIntDataplaneDriver`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agent.agent import Agent
+from agent.config import AgentConfig
+from agent.dataplane.driver import DataplaneDriver, NetfilterStage
+from agent.dataplane.neighbours import NeighbourManager
+from agent.dataplane.routes import RouteManager
+from agent.dataplane.sysctls import SysctlManager
+from agent.dataplane.tunnels import TunnelManager
+from agent.health import HealthAggregator, HealthServer
+from agent.host import HostReader
+from agent.kernel.events import KernelEventListener
+from agent.kernel.link_table import LinkTable
+from agent.kernel.neigh_table import NeighTable
+from agent.kernel.netlink import RouteSocket
+from agent.kernel.route_table import RouteTable
+from agent.kernel.sysctl import SysctlTable
+from agent.metrics import AgentMetrics
+from agent.startup.autodetect import read_host_interfaces, route_source
+from agent.startup.mtu import write_mtu_file
+from agent.startup.node_upkeep import NodeUpkeep, resolve_address
+from wren.client import Client
+from wren.datastore.backend import Backend
+from wren.ipam.allocator import Ipam
+from wren.model import Node
+
+__all__ = ["Wired", "build_agent"]
+
+
+@dataclass
+class Wired:
+    agent: Agent
+    driver: DataplaneDriver
+    health_server: HealthServer
+    upkeep: NodeUpkeep
+    listener: KernelEventListener
+    closers: list[Callable[[], None]]
+
+    def close(self) -> None:
+        for close in reversed(self.closers):
+            close()
+
+
+def build_dataplane(cfg: AgentConfig, metrics: AgentMetrics, *, ipr: Any, netlink: RouteSocket,
+                    netfilter: NetfilterStage | None) -> DataplaneDriver:
+    routes = {
+        4: RouteTable(netlink, ip_version=4, resync_interval=cfg.route_refresh_interval),
+        6: RouteTable(netlink, ip_version=6, resync_interval=cfg.route_refresh_interval),
+    }
+    links = LinkTable(ipr, netlink)
+    neighbours = NeighTable(ipr, netlink)
+    sysctls = SysctlTable()
+    return DataplaneDriver(
+        managers=[SysctlManager(sysctls), TunnelManager(links), NeighbourManager(neighbours),
+                  RouteManager(routes)],
+        sysctls=sysctls, links=links, neighbours=neighbours, routes=routes, metrics=metrics,
+        netfilter=netfilter,
+    )
+
+
+def build_upkeep(cfg: AgentConfig, backend: Backend, health: HealthAggregator) -> NodeUpkeep:
+    def detect(node: Node | None) -> ipaddress.IPv4Interface | None:
+        internal = None
+        if node is not None:
+            for addr in node.spec.addresses:
+                if addr.type == "InternalIP":
+                    internal = ipaddress.ip_interface(addr.address).ip
+        internal_v4 = internal if isinstance(internal, ipaddress.IPv4Address) else None
+        return resolve_address(cfg.ip, cfg.ip_autodetection_method, read_host_interfaces(),
+                               route_lookup=route_source, internal_ip=internal_v4)
+
+    def on_error(error: str) -> None:
+        health.report("node", ready=False, detail=error)
+
+    return NodeUpkeep(node_name=cfg.node_name, client=Client(backend), ipam=Ipam(backend),
+                      detect_address=detect, env=cfg.env, interval=cfg.autodetect_interval,
+                      on_error=on_error)
+
+
+def build_agent(cfg: AgentConfig, backend: Backend, *,
+                netfilter_factory: Callable[[AgentConfig], NetfilterStage | None] | None = None,
+                bgp_factory: Callable[[AgentConfig, Agent], Any] | None = None) -> Wired:
+    from pyroute2 import IPRoute
+
+    closers: list[Callable[[], None]] = [backend.close]
+    health = HealthAggregator()
+    metrics = AgentMetrics.create()
+    ipr = IPRoute()
+    closers.append(ipr.close)
+    netlink = RouteSocket()
+    closers.append(netlink.close)
+    netfilter = netfilter_factory(cfg) if netfilter_factory else None
+    driver = build_dataplane(cfg, metrics, ipr=ipr, netlink=netlink, netfilter=netfilter)
+    upkeep = build_upkeep(cfg, backend, health)
+    mtu_file = cfg.state_dir / "mtu"
+
+    def on_desired(desired: Any) -> None:
+        write_mtu_file(mtu_file, desired.mtu)
+        upkeep.poke()  # pools may have changed: tunnel addresses may be needed or not
+
+    agent = Agent(node_name=cfg.node_name, backend=backend, dataplane=driver,
+                  host_facts=HostReader(ipr), health=health, metrics=metrics,
+                  on_desired=on_desired, route_refresh_interval=cfg.route_refresh_interval)
+    if bgp_factory is not None:
+        agent_bgp = bgp_factory(cfg, agent)
+        agent._bgp = agent_bgp  # the link needs the agent's queue; the agent needs the link
+    listener = KernelEventListener(agent.events)  # type: ignore[arg-type]
+    closers.append(listener.stop)
+    health_server = HealthServer(health, host=cfg.health_host, port=cfg.health_port)
+    closers.append(health_server.stop)
+    if cfg.metrics_enabled:
+        metrics.serve(host=cfg.health_host, port=cfg.metrics_port)
+    return Wired(agent=agent, driver=driver, health_server=health_server, upkeep=upkeep,
+                 listener=listener, closers=closers)
+
+
+def start_background(wired: Wired, stop: threading.Event) -> None:
+    wired.health_server.start()
+    wired.listener.start()
+    threading.Thread(target=wired.upkeep.run_forever, args=(stop,), name="node-upkeep",
+                     daemon=True).start()
