@@ -61,6 +61,15 @@ def _tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
+def _spawn(cmd: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start a server that gets SIGTERM if the test process dies, even by SIGKILL (no orphans):
+    util-linux `setpriv --pdeathsig` sets that and execs the server."""
+    if shutil.which("setpriv"):
+        cmd = ["setpriv", "--pdeathsig", "TERM", "--", *cmd]
+    with log_path.open("ab") as log:
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+
+
 def _stop_pid(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
     """Stop one process we started: SIGTERM, then SIGKILL if it lingers."""
     if proc is None or proc.poll() is not None:
@@ -165,11 +174,7 @@ class EtcdServer:
         return self
 
     def _spawn(self, timeout: float) -> None:
-        log = self.log_path.open("ab")
-        try:
-            self.proc = subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT)
-        finally:
-            log.close()
+        self.proc = _spawn(self._command(), self.log_path)
         deadline = time.monotonic() + timeout
         http = self._http()
         while time.monotonic() < deadline:
@@ -340,11 +345,7 @@ class KubeAPIServer:
             "--profiling=false",
             "--v=1",
         ]
-        log = self.log_path.open("ab")
-        try:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        finally:
-            log.close()
+        self.proc = _spawn(cmd, self.log_path)
         headers = {"Authorization": f"Bearer {self.token}"}
         while True:
             if self.proc.poll() is not None:
