@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from tests.servers import EtcdServer, KubeAPIServer
 from wren.datastore.backend import Backend, Body, WatchEvent
 from wren.datastore.connect import backend_from_env
 from wren.datastore.kubernetes import KubernetesNodeMissing
+from wren.datastore.watcher import InSync, Update, Watcher, WatcherMessage
 from wren.errors import AlreadyExists, Conflict, NotFound, ValidationError
 from wren.kinds import kind_by_name
 
@@ -224,3 +227,44 @@ def test_etcd_secrets_come_from_wren_secret_environment_variables(
         assert backend.read_secret("bgp-secrets", "peer-b") is None
     finally:
         backend.close()
+
+
+def test_watcher_on_endpoints_follows_pods_becoming_and_ceasing_to_be_endpoints(
+    kube: tuple[KubeAPIServer, requests.Session], kbackend: Backend
+) -> None:
+    make_node(kube, "n-watch")
+    make_pod(kube, "plain", "n-watch")
+    make_pod(kube, "ready", "n-watch", {"cni.projectcalico.org/podIPs": "10.244.2.1/32"})
+    out: queue.Queue[WatcherMessage] = queue.Queue()
+    stop = threading.Event()
+    watcher = Watcher(kbackend, WEP, out, stop=stop)
+    watcher.start()
+    seen: list[WatcherMessage] = []
+
+    def until(pred: Callable[[list[WatcherMessage]], bool]) -> None:
+        deadline = time.monotonic() + 20
+        while not pred(seen):
+            assert time.monotonic() < deadline, f"not delivered: {seen}"
+            with contextlib.suppress(queue.Empty):
+                seen.append(out.get(timeout=0.2))
+
+    def updates() -> dict[str, Body | None]:
+        return {m.key[1]: m.body for m in seen if isinstance(m, Update)}
+
+    try:
+        until(lambda m: any(isinstance(x, InSync) for x in m))
+        assert set(updates()) == {"n--watch-k8s-ready-eth0"}
+        server, session = kube
+        patch = {"metadata": {"annotations": {"cni.projectcalico.org/podIPs": "10.244.2.2/32"}}}
+        resp = session.patch(f"{server.url}/api/v1/namespaces/default/pods/plain", json=patch,
+                             headers={"Content-Type": "application/merge-patch+json"},
+                             timeout=10)
+        assert resp.status_code == 200, resp.text
+        kbackend.delete(WEP, "n--watch-k8s-ready-eth0", "default")
+        until(lambda m: len(updates()) == 2 and updates()["n--watch-k8s-ready-eth0"] is None)
+        added = updates()["n--watch-k8s-plain-eth0"]
+        assert added is not None and added["spec"]["ipNetworks"] == ["10.244.2.2/32"]
+    finally:
+        stop.set()
+        watcher.join(10)
+    assert not watcher.is_alive()
