@@ -11,6 +11,7 @@ import pytest
 from wren.datastore.memory import MemoryBackend
 from wren.errors import Conflict, DatastoreUnavailable
 from wren.ipam.allocator import Ipam, NoFreeAddressesError, tunnel_handle_id
+from wren.ipam.resources import affinity_name
 from wren.kinds import kind_by_name
 
 K_BLOCK = kind_by_name("IPAMBlock")
@@ -129,18 +130,24 @@ def test_reserved_addresses_are_skipped(db: MemoryBackend) -> None:
         ipam(db).auto_assign(handle_id="net.c2", node="n1")
 
 
-def test_a_block_taken_by_another_node_is_skipped_when_claiming(db: MemoryBackend) -> None:
+@pytest.mark.parametrize("state", ["pending", "confirmed"])
+def test_a_stale_affinity_for_another_nodes_block_is_skipped_and_removed(
+    db: MemoryBackend, state: str
+) -> None:
     db.create(pool("p", "10.0.0.0/29", 30))
     a = ipam(db)
     a.auto_assign(handle_id="net.x", node="n2")
     (other,) = db.list(K_BLOCK).items
     # n1 gets an affinity for n2's block (e.g. a stale one): it must not allocate from it.
     db.create({"apiVersion": "projectcalico.org/v3", "kind": "BlockAffinity",
-               "metadata": {"name": "n1-stale"},
-               "spec": {"state": "pending", "node": "n1", "cidr": other["spec"]["cidr"],
+               "metadata": {"name": affinity_name("n1", ipaddress.ip_network(
+                   other["spec"]["cidr"]))},
+               "spec": {"state": state, "node": "n1", "cidr": other["spec"]["cidr"],
                         "deleted": False}})
     (ip,) = a.auto_assign(handle_id="net.y", node="n1")
     assert ip not in ipaddress.ip_network(other["spec"]["cidr"])
+    assert [b["spec"]["node"] for b in db.list(K_AFF).items
+            if b["spec"]["cidr"] == other["spec"]["cidr"]] == ["n2"]
 
 
 def test_concurrent_allocations_never_hand_out_an_address_twice(db: MemoryBackend) -> None:

@@ -407,7 +407,11 @@ class Ipam:
                 return 0
             block, stored = block_from_body(body)
             if own and block.affinity != affinity_for_node(req.node):
-                return 0  # stolen or stale affinity: not ours to fill
+                # Our affinity names a block another node holds: stale, as libcalico-go says.
+                log.warning("removing stale affinity", node=req.node, block=str(cidr),
+                            owner=block.affinity)
+                self._delete_quietly(K_AFFINITY, affinity_name(req.node, cidr))
+                return 0
             new, ips = block.allocate(num, attribute=req.attribute, reservations=reservations)
             if not ips:
                 return 0
