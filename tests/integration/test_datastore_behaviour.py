@@ -106,10 +106,15 @@ def test_update_changes_spec_and_resource_version(backend: Backend) -> None:
     assert backend.get(IPPOOL, "upd-pool")["spec"]["natOutgoing"] is False
 
 
-def test_update_without_resource_version_is_unconditional(backend: Backend) -> None:
-    backend.create(pool("uncond-pool"))
+def test_update_without_resource_version_is_unconditional_and_keeps_identity(
+    backend: Backend,
+) -> None:
+    created = backend.create(pool("uncond-pool"))
     body = pool("uncond-pool", natOutgoing=False)
     assert backend.update(body)["spec"]["natOutgoing"] is False
+    stored = backend.get(IPPOOL, "uncond-pool")
+    assert stored["metadata"]["uid"] == created["metadata"]["uid"]
+    assert stored["metadata"]["creationTimestamp"] == created["metadata"]["creationTimestamp"]
 
 
 def test_delete_returns_last_body_and_then_it_is_gone(backend: Backend) -> None:

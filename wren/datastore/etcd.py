@@ -258,6 +258,7 @@ class EtcdBackend:
         kind = self._kind_of(body)
         _, namespace, name = body_key(body)
         key = key_for(kind, name, namespace or None)
+        body = self._keep_identity(kind, body, name, namespace or None)
         wanted = str((body.get("metadata") or {}).get("resourceVersion") or "")
         if wanted:
             compare = {"key": _b64(key), "target": "MOD", "result": "EQUAL",
@@ -281,6 +282,21 @@ class EtcdBackend:
         stored = copy.deepcopy(body)
         stored.setdefault("metadata", {})["resourceVersion"] = str(result["header"]["revision"])
         return stored
+
+    def _keep_identity(self, kind: Kind, body: Body, name: str, namespace: str | None) -> Body:
+        """uid and creationTimestamp survive an update that omits them, as on Kubernetes."""
+        meta = body.get("metadata") or {}
+        if meta.get("uid") and meta.get("creationTimestamp"):
+            return body
+        try:
+            current = self.get(kind, name, namespace)["metadata"]
+        except NotFound:
+            return body  # the transaction reports it
+        kept = copy.deepcopy(body)
+        for field in ("uid", "creationTimestamp"):
+            if field in current and not meta.get(field):
+                kept.setdefault("metadata", {})[field] = current[field]
+        return kept
 
     def delete(
         self, kind: Kind, name: str, namespace: str | None = None, *, resource_version: str = ""
