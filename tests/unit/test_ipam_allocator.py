@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -287,3 +288,25 @@ def test_a_fully_reserved_block_is_never_claimed(db: MemoryBackend) -> None:
     got = ipam(db).auto_assign(handle_id="net.a", node="n1", num4=4)
     assert all(ip in ipaddress.ip_network("10.0.0.4/30") for ip in got)
     assert [b["spec"]["cidr"] for b in db.list(K_BLOCK).items] == ["10.0.0.4/30"]
+
+
+def test_empty_blocks_of_another_node_are_reclaimed_only_after_a_minute(
+    db: MemoryBackend,
+) -> None:
+    db.create(pool("p", "10.0.0.0/29", 30))
+    db.create({"apiVersion": "projectcalico.org/v3", "kind": "IPAMConfiguration",
+               "metadata": {"name": "default"},
+               "spec": {"strictAffinity": True, "autoAllocateBlocks": True}})
+    ipam(db).auto_assign(handle_id="net.old", node="n2", num4=5)
+    ipam(db).release_by_handle("net.old")
+    assert {b["spec"]["affinity"] for b in db.list(K_BLOCK).items} == {"host:n2"}
+    with pytest.raises(NoFreeAddressesError):
+        ipam(db).auto_assign(handle_id="net.new", node="n1")
+    later = Ipam(db, sleep=lambda s: None, clock=lambda: time.time() + 120)
+    (ip,) = later.auto_assign(handle_id="net.new", node="n1")
+    owners = {b["spec"]["cidr"]: b["spec"]["affinity"] for b in db.list(K_BLOCK).items}
+    assert sorted(owners.values()) == ["host:n1", "host:n2"]
+    mine = next(ipaddress.ip_network(c) for c, o in owners.items() if o == "host:n1")
+    assert ip in mine
+    assert {(a["spec"]["node"], a["spec"]["cidr"]) for a in db.list(K_AFF).items} == {
+        (o.removeprefix("host:"), c) for c, o in owners.items()}

@@ -41,6 +41,7 @@ from wren.ipam.block import (
     Reservations,
     affinity_for_node,
     candidate_blocks,
+    node_of_affinity,
 )
 from wren.ipam.report import CheckReport, Endpoint, PoolUsage, check, usage
 from wren.ipam.resources import (
@@ -76,6 +77,7 @@ __all__ = [
 
 log = get_logger(__name__)
 
+EMPTY_BLOCK_MIN_RECLAIM_AGE = 60.0  # seconds, libcalico-go's EmptyBlockMinReclaimAge
 USE_WORKLOAD = "Workload"
 USE_TUNNEL = "Tunnel"
 
@@ -165,8 +167,10 @@ class Ipam:
         max_retries: int = 100,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._db = backend
+        self._clock = clock
         self._max_retries = max_retries
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -433,8 +437,10 @@ class Ipam:
 
     def _claim_block(self, node: str, pools: Sequence[Pool],
                      reservations: Reservations) -> Network | None:
-        """Claim one unclaimed block; None when every block of every pool exists already."""
-        existing = {b.cidr for b, _ in self._list_blocks()}
+        """Claim one unclaimed block; failing that, reclaim an empty block of another node.
+        None when neither is possible."""
+        listed = self._list_blocks()
+        existing = {b.cidr for b, _ in listed}
         for pool in pools:
             for cidr in candidate_blocks(pool.cidr, block_prefix=pool.block_size, node=node):
                 if cidr in existing or reservations.covers_all(cidr):
@@ -442,6 +448,36 @@ class Ipam:
                 if self._claim(node, cidr):
                     return cidr
                 existing.add(cidr)
+        return self._reclaim_empty_block(node, pools, listed)
+
+    def _reclaim_empty_block(self, node: str, pools: Sequence[Pool],
+                             listed: Sequence[tuple[Block, Body]]) -> Network | None:
+        """Small pools (or many nodes) strand blocks on nodes that no longer use them. As in
+        libcalico-go, an empty block claimed more than EMPTY_BLOCK_MIN_RECLAIM_AGE ago by
+        another node may be taken over; the age stops two nodes passing a block back and forth
+        before either allocates from it. The delete is compare-and-swap on the version we saw
+        empty, so an allocation that lands meanwhile wins."""
+        now = self._clock()
+        for block, body in listed:
+            owner = node_of_affinity(block.affinity)
+            if owner in (None, node) or not block.is_empty():
+                continue
+            if not any(block.cidr.version == p.cidr.version
+                       and block.cidr.subnet_of(p.cidr)  # type: ignore[arg-type]
+                       for p in pools):
+                continue
+            _, stored = block_from_body(body)
+            if now - _parse_time(stored.claim_time) < EMPTY_BLOCK_MIN_RECLAIM_AGE:
+                continue
+            try:
+                self._db.delete(K_BLOCK, block_name(block.cidr),
+                                resource_version=stored.resource_version)
+            except (Conflict, NotFound):
+                continue
+            self._delete_quietly(K_AFFINITY, affinity_name(str(owner), block.cidr))
+            log.info("reclaimed empty block", node=node, block=str(block.cidr), previous=owner)
+            if self._claim(node, block.cidr):
+                return block.cidr
         return None
 
     def _claim(self, node: str, cidr: Network) -> bool:
@@ -611,3 +647,14 @@ def _net(cidr: str) -> Network:
 
 def _release_of(block: Block, *, addrs: Sequence[IP], handle_id: str) -> tuple[Block, list[IP]]:
     return block.release(addrs, handle_id=handle_id)
+
+
+def _parse_time(stamp: str) -> float:
+    """affinityClaimTime as epoch seconds; unknown or unparsable counts as long ago."""
+    import datetime
+
+    try:
+        return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=datetime.UTC).timestamp()
+    except ValueError:
+        return 0.0
