@@ -274,3 +274,18 @@ def test_dual_stack_pod_answers_ipv4_and_ipv6_right_after_add(db: EtcdBackend, l
                        container_id="dual1", netns=res.body["interfaces"][1]["sandbox"],
                        pod="web-0")
     assert check.code == 0, check.body
+
+
+def test_kernel_failure_after_allocation_rolls_the_allocation_back(
+    db: EtcdBackend, lab: Lab, tmp_path: Path
+) -> None:
+    seed(db, cidr="10.88.0.0/24", block_size=26, nodes=["n1"])
+    node_ns = lab.node("n1")
+    not_a_netns = tmp_path / "not-a-netns"
+    not_a_netns.write_text("")
+    res, _, _ = add(lab, node_ns, "n1", 0, netns=str(not_a_netns))
+    assert res.code != 0 and res.body["code"] == 5, res.body
+    assert "veth" in res.body["details"]
+    assert links(node_ns) == []
+    assert db.list(K_HANDLE).items == [] and allocated(db) == 0
+    assert db.list(K_WEP).items == []
