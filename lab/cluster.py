@@ -175,9 +175,10 @@ class LabCluster:
         ])
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            out = netns_exec(self.topo.router_ns, "etcdctl", "--endpoints", url, "endpoint",
-                             "health", check=False)
-            if "is healthy" in out:
+            probe = subprocess.run(
+                ["ip", "netns", "exec", self.topo.router_ns, "etcdctl", "--endpoints", url,
+                 "endpoint", "health"], capture_output=True, text=True, check=False)
+            if "is healthy" in probe.stdout + probe.stderr:
                 return
             time.sleep(0.2)
         raise RuntimeError(f"etcd did not start:\n{self.procs.procs['etcd'].tail()}")
