@@ -310,3 +310,18 @@ def test_empty_blocks_of_another_node_are_reclaimed_only_after_a_minute(
     assert ip in mine
     assert {(a["spec"]["node"], a["spec"]["cidr"]) for a in db.list(K_AFF).items} == {
         (o.removeprefix("host:"), c) for c, o in owners.items()}
+
+
+def test_manual_pools_are_used_only_when_asked_for(db: MemoryBackend) -> None:
+    db.create(pool("manual", "10.9.0.0/24", 26, assignmentMode="Manual"))
+    with pytest.raises(NoFreeAddressesError):
+        ipam(db).auto_assign(handle_id="net.a", node="n1")
+    (ip,) = ipam(db).auto_assign(handle_id="net.a", node="n1", ipv4_pools=["manual"])
+    assert ip in ipaddress.ip_network("10.9.0.0/24")
+
+
+def test_an_invalid_stored_pool_is_skipped(db: MemoryBackend) -> None:
+    db.create(pool("bad", "10.9.0.0/24", 99))
+    db.create(pool("good", "10.8.0.0/24", 26))
+    (ip,) = ipam(db).auto_assign(handle_id="net.a", node="n1")
+    assert ip in ipaddress.ip_network("10.8.0.0/24")

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from wren.constants import DEFAULT_BLOCK_SIZE_V4, DEFAULT_BLOCK_SIZE_V6
+from wren.client import Client
 from wren.datastore.backend import Backend, Body
 from wren.errors import AlreadyExists, Conflict, NotFound, TemporaryError, WrenError
 from wren.ipam.block import (
@@ -56,13 +56,13 @@ from wren.ipam.resources import (
     block_body,
     block_from_body,
     block_name,
-    config_from_body,
     handle_body,
     handle_from_body,
     handle_name,
 )
 from wren.kinds import kind_by_name
 from wren.log import get_logger
+from wren.model import IPAMConfiguration, IPPool, IPReservation, Node
 
 __all__ = [
     "USE_TUNNEL",
@@ -117,19 +117,15 @@ class Pool:
     node_selector: str = ""
     allowed_uses: tuple[str, ...] = (USE_WORKLOAD, USE_TUNNEL)
 
+    manual: bool = False  # assignmentMode Manual: only when asked for by name or CIDR
+
     @staticmethod
-    def from_body(body: Mapping[str, Any]) -> Pool:
-        spec = body.get("spec") or {}
-        cidr = ipaddress.ip_network(spec["cidr"], strict=False)
-        default_size = DEFAULT_BLOCK_SIZE_V4 if cidr.version == 4 else DEFAULT_BLOCK_SIZE_V6
-        return Pool(
-            name=str((body.get("metadata") or {}).get("name", "")),
-            cidr=cidr,
-            block_size=int(spec.get("blockSize") or default_size),
-            disabled=bool(spec.get("disabled", False)),
-            node_selector=str(spec.get("nodeSelector") or ""),
-            allowed_uses=tuple(spec.get("allowedUses") or (USE_WORKLOAD, USE_TUNNEL)),
-        )
+    def from_model(pool: IPPool) -> Pool:
+        spec = pool.spec
+        return Pool(name=pool.metadata.name, cidr=spec.cidr, block_size=spec.block_size,
+                    disabled=spec.disabled, node_selector=spec.node_selector,
+                    allowed_uses=tuple(spec.allowed_uses),
+                    manual=spec.assignment_mode == "Manual")
 
     def selects(self, labels: Mapping[str, str]) -> bool:
         sel = self.node_selector.strip()
@@ -170,6 +166,7 @@ class Ipam:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._db = backend
+        self._client = Client(backend)
         self._clock = clock
         self._max_retries = max_retries
         self._sleep = sleep
@@ -285,27 +282,27 @@ class Ipam:
     # ----------------------------------------------------------------------------- reading
     def config(self) -> IpamConfig:
         try:
-            return config_from_body(self._db.get(K_CONFIG, "default"))
+            spec = self._client.get(IPAMConfiguration, "default").spec
         except NotFound:
             return IpamConfig()
+        return IpamConfig(strict_affinity=spec.strict_affinity,
+                          auto_allocate_blocks=spec.auto_allocate_blocks,
+                          max_blocks_per_host=spec.max_blocks_per_host)
 
     def reservations(self) -> Reservations:
-        cidrs: list[Network] = []
-        for body in self._db.list(K_RESERVATION).items:
-            for c in (body.get("spec") or {}).get("reservedCIDRs") or []:
-                cidrs.append(ipaddress.ip_network(c, strict=False))
-        return Reservations(tuple(cidrs))
+        return Reservations(tuple(c for r in self._client.list(IPReservation)
+                                  for c in r.spec.reserved_cidrs))
 
     def pools(self) -> list[Pool]:
-        return [Pool.from_body(b) for b in self._db.list(K_POOL).items]
+        """Valid pools only: the typed client skips (and logs) a stored pool that is invalid."""
+        return [Pool.from_model(p) for p in self._client.list(IPPool)]
 
     def node_labels(self, node: str) -> dict[str, str]:
         try:
-            body = self._db.get(K_NODE, node)
+            return dict(self._client.get(Node, node).metadata.labels)
         except NotFound:
             log.warning("node resource not found; matching pools with no labels", node=node)
             return {}
-        return dict((body.get("metadata") or {}).get("labels") or {})
 
     def blocks(self) -> list[Block]:
         return [b for b, _ in self._list_blocks()]
@@ -342,6 +339,8 @@ class Ipam:
             if p.cidr.version != req.version or p.disabled or req.use not in p.allowed_uses:
                 continue
             if req.pools and p.name not in req.pools and str(p.cidr) not in req.pools:
+                continue
+            if p.manual and not req.pools:
                 continue
             if not p.selects(labels):
                 continue
