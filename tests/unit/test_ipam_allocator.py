@@ -325,3 +325,16 @@ def test_an_invalid_stored_pool_is_skipped(db: MemoryBackend) -> None:
     db.create(pool("good", "10.8.0.0/24", 26))
     (ip,) = ipam(db).auto_assign(handle_id="net.a", node="n1")
     assert ip in ipaddress.ip_network("10.8.0.0/24")
+
+
+def test_an_inconsistent_block_is_never_allocated_from(db: MemoryBackend) -> None:
+    db.create(pool("p", "10.0.0.0/29", 30))
+    a = ipam(db)
+    (first,) = a.auto_assign(handle_id="net.a", node="n1")
+    (body,) = db.list(K_BLOCK).items
+    ordinal = int(first) - int(ipaddress.ip_network(body["spec"]["cidr"]).network_address)
+    body["spec"]["unallocated"].insert(0, ordinal)  # listed free while allocated
+    db.update(body)
+    got = a.auto_assign(handle_id="net.b", node="n1", num4=4)
+    assert first not in got
+    assert all(ip not in ipaddress.ip_network(body["spec"]["cidr"]) for ip in got)

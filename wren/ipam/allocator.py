@@ -62,7 +62,7 @@ from wren.ipam.resources import (
 )
 from wren.kinds import kind_by_name
 from wren.log import get_logger
-from wren.model import IPAMConfiguration, IPPool, IPReservation, Node
+from wren.model import IPAMConfiguration, IPPool, IPReservation, Node, parse
 
 __all__ = [
     "USE_TUNNEL",
@@ -409,6 +409,12 @@ class Ipam:
             except NotFound:
                 return 0
             block, stored = block_from_body(body)
+            broken = block.is_consistent()
+            if broken:
+                # Allocating from contradictory bookkeeping could hand out an address twice.
+                log.error("skipping inconsistent block; see `wrenctl ipam check`",
+                          block=str(cidr), problems=broken)
+                return 0
             if own and block.affinity != affinity_for_node(req.node):
                 # Our affinity names a block another node holds: stale, as libcalico-go says.
                 log.warning("removing stale affinity", node=req.node, block=str(cidr),
@@ -420,7 +426,7 @@ class Ipam:
                 return 0
             self._change_handle(req.handle_id, str(cidr), len(ips))
             try:
-                self._db.update(block_body(new, resource_version=stored.resource_version,
+                self._update(block_body(new, resource_version=stored.resource_version,
                                            claim_time=stored.claim_time))
             except Conflict:
                 self._change_handle(req.handle_id, str(cidr), -len(ips))
@@ -482,7 +488,7 @@ class Ipam:
     def _claim(self, node: str, cidr: Network) -> bool:
         aff = Affinity(node=node, cidr=cidr, state=AFFINITY_PENDING)
         try:
-            stored_aff = affinity_from_body(self._db.create(affinity_body(aff)))
+            stored_aff = affinity_from_body(self._create(affinity_body(aff)))
         except AlreadyExists:
             stored_aff = affinity_from_body(self._db.get(K_AFFINITY, affinity_name(node, cidr)))
         return self._ensure_block(stored_aff)
@@ -491,7 +497,7 @@ class Ipam:
         """Make sure the affinity's block exists and is ours, then confirm the affinity.
         False (and our affinity removed) when another node holds the block."""
         try:
-            self._db.create(block_body(Block.new(aff.cidr, affinity=affinity_for_node(aff.node))))
+            self._create(block_body(Block.new(aff.cidr, affinity=affinity_for_node(aff.node))))
             log.info("claimed block", node=aff.node, block=str(aff.cidr))
         except AlreadyExists:
             try:
@@ -510,14 +516,14 @@ class Ipam:
                         self._db.get(K_AFFINITY, affinity_name(aff.node, aff.cidr)))
                     if current.state == AFFINITY_CONFIRMED:
                         break
-                    self._db.update(affinity_body(Affinity(
+                    self._update(affinity_body(Affinity(
                         node=aff.node, cidr=aff.cidr, state=AFFINITY_CONFIRMED,
                         resource_version=current.resource_version)))
                     break
                 except Conflict:
                     self._backoff(attempt)
                 except NotFound:
-                    self._db.create(affinity_body(Affinity(
+                    self._create(affinity_body(Affinity(
                         node=aff.node, cidr=aff.cidr, state=AFFINITY_CONFIRMED)))
                     break
         return True
@@ -536,7 +542,7 @@ class Ipam:
                 if delta <= 0:
                     return
                 try:
-                    self._db.create(handle_body(Handle(handle_id, {cidr: delta})))
+                    self._create(handle_body(Handle(handle_id, {cidr: delta})))
                     return
                 except AlreadyExists:
                     continue
@@ -547,7 +553,7 @@ class Ipam:
             else:
                 blocks.pop(cidr, None)
             try:
-                self._db.update(handle_body(Handle(handle_id, blocks, handle.resource_version)))
+                self._update(handle_body(Handle(handle_id, blocks, handle.resource_version)))
                 return
             except Conflict:
                 self._backoff(attempt)
@@ -586,13 +592,19 @@ class Ipam:
             if not ips:
                 return []
             try:
-                self._db.update(block_body(new, resource_version=stored.resource_version,
+                self._update(block_body(new, resource_version=stored.resource_version,
                                            claim_time=stored.claim_time))
                 return ips
             except Conflict:
                 self._backoff(attempt)
         raise TooManyConflictsError(
             f"block {cidr}: gave up after {self._max_retries} conflicting writes")
+
+    def _create(self, body: Body) -> Body:
+        return self._db.create(_validated(body))
+
+    def _update(self, body: Body) -> Body:
+        return self._db.update(_validated(body))
 
     def _list_blocks(self) -> list[tuple[Block, Body]]:
         out = []
@@ -657,3 +669,11 @@ def _parse_time(stamp: str) -> float:
             tzinfo=datetime.UTC).timestamp()
     except ValueError:
         return 0.0
+
+
+def _validated(body: Body) -> Body:
+    """Every IPAM write passes the model's rules first (for blocks: every ordinal exactly once
+    free or allocated, no dangling attribute), so a bookkeeping bug raises ValidationError
+    instead of storing a block that could hand out an address twice."""
+    parse(body)
+    return body
