@@ -9,8 +9,7 @@ can be injected per destination, or for a whole `send_routes` call.
 from __future__ import annotations
 
 import errno
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
 
 from agent.kernel.netlink import (
     RTN_BLACKHOLE,
@@ -73,9 +72,9 @@ class FakeNetlink:
     @staticmethod
     def _as_stored(route: RouteMsg) -> RouteMsg:
         if route.dst.version == 6:
-            route = replace(route, priority=route.priority or 1024, scope=0)
+            route = route._replace(priority=route.priority or 1024, scope=0)
             if route.type == RTN_BLACKHOLE:
-                route = replace(route, oif=1)
+                route = route._replace(oif=1)
         return route
 
     def send_routes(self, ops: Sequence[RouteOp]) -> list[RouteFailure]:
@@ -105,7 +104,8 @@ class FakeNetlink:
         return failures
 
     def dump_routes(self, *, family: int, table: int = 254, protocol: int = 0,
-                    oif: int = 0) -> list[RouteMsg]:
+                    oif: int = 0, known: Mapping[int, object] | None = None
+                    ) -> list[RouteMsg]:
         self.dump_calls += 1
         version = 4 if family == 2 else 6
         return [r for r in self.routes.values()

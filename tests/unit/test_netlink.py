@@ -231,3 +231,19 @@ def test_delete_is_sent_as_delroute_without_create_flags(route_socket: RouteSock
     assert mtype == nl.RTM_DELROUTE
     assert flags == nl.NLM_F_REQUEST | nl.NLM_F_ACK
     assert route == op.route
+
+
+def test_decoding_reuses_a_network_object_the_caller_already_holds() -> None:
+    held = NET("10.0.0.1/32")
+    data = encode_one(RouteMsg(dst=NET("10.0.0.1/32"), oif=3))
+    (msg,) = list(iter_messages(data, len(data)))
+    route = decode_route(data, msg.start, msg.end, {nl.prefix_key(held): held})
+    assert route is not None and route.dst is held
+    other = decode_route(data, msg.start, msg.end, {nl.prefix_key(NET("10.0.0.2/32")): held})
+    assert other is not None and other.dst == NET("10.0.0.1/32") and other.dst is not held
+
+
+def test_prefix_keys_differ_across_ip_versions_and_lengths() -> None:
+    keys = {nl.prefix_key(NET(n)) for n in ("0.0.0.0/0", "::/0", "10.0.0.0/8", "10.0.0.0/16",
+                                             "::a00:0/104", "10.0.0.1/32")}
+    assert len(keys) == 6
