@@ -134,9 +134,10 @@ class Lab:
     forwarders: list[Forwarder] = field(default_factory=list)
     counter: int = 0
 
-    def node(self, name: str) -> str:
+    def node(self, name: str, *, extra_ports: tuple[int, ...] = ()) -> str:
         """A node namespace with a default route (proxy-ARP answers only for routable
-        addresses) and a forwarder to etcd. Returns the namespace name."""
+        addresses) and forwarders to etcd (and `extra_ports`, e.g. a kube-apiserver's).
+        Returns the namespace name."""
         ns = f"{self.tag}-{name}"
         sh("ip", "netns", "add", ns)
         self.namespaces.append(ns)
@@ -149,7 +150,8 @@ class Lab:
         sh("ip", "-n", ns, "addr", "add", "fd00:250::1/64", "dev", "up0", "nodad")
         sh("ip", "-n", ns, "-6", "route", "add", "default", "dev", "up0")
         port = int(self.etcd_endpoint.rsplit(":", 1)[1])
-        self.forwarders.append(Forwarder(f"/var/run/netns/{ns}", port))
+        for p in (port, *extra_ports):
+            self.forwarders.append(Forwarder(f"/var/run/netns/{ns}", p))
         return ns
 
     def pod(self) -> str:
