@@ -289,3 +289,21 @@ def test_kernel_failure_after_allocation_rolls_the_allocation_back(
     assert links(node_ns) == []
     assert db.list(K_HANDLE).items == [] and allocated(db) == 0
     assert db.list(K_WEP).items == []
+
+
+def test_del_with_datastore_down_removes_the_interface_and_asks_to_retry(
+    db: EtcdBackend, lab: Lab, etcd_server: EtcdServer
+) -> None:
+    seed(db, cidr="10.89.0.0/24", block_size=26, nodes=["n1"])
+    node_ns = lab.node("n1")
+    res, cid, netns = add(lab, node_ns, "n1", 0)
+    assert res.code == 0
+    etcd_server.stop()
+    try:
+        down = delete(lab, node_ns, "n1", 0, cid, netns)
+    finally:
+        etcd_server.start()
+    assert down.code != 0 and down.body["code"] == 11
+    assert links(node_ns) == []
+    assert delete(lab, node_ns, "n1", 0, cid, netns).code == 0
+    assert db.list(K_HANDLE).items == [] and db.list(K_WEP).items == [] and allocated(db) == 0
