@@ -9,6 +9,7 @@ Columns:
   ip-batch   `ip -n NS -batch FILE` wall time, process start included
   table      RouteTable: replace_all + apply (link dump, route dump, encode, send, ACKs)
   restart    a second RouteTable over the programmed kernel: replace_all + apply (no writes)
+  resync     that table's periodic resync: queue_resync + apply (dump + diff, no writes)
   build      making the Route objects (not in the other columns)
 """
 
@@ -64,7 +65,7 @@ def run_ip_batch(n: int) -> float:
         return time.perf_counter() - start
 
 
-def run_table(n: int) -> tuple[float, float, float]:
+def run_table(n: int) -> tuple[float, float, float, float]:
     with namespace() as ns:
         with in_netns(ns):
             sock = RouteSocket()
@@ -87,7 +88,13 @@ def run_table(n: int) -> tuple[float, float, float]:
             result = again.apply()
             restart = time.perf_counter() - start
             assert result.updated == 0, result
-            return build, program, restart
+
+            start = time.perf_counter()
+            again.queue_resync()
+            result = again.apply()
+            resync = time.perf_counter() - start
+            assert result.updated == 0, result
+            return build, program, restart, resync
         finally:
             sock.close()
 
@@ -102,21 +109,23 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,50000")
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    print(f"{'routes':>7} | {'ip-batch ms':>20} | {'table ms':>20} | {'restart ms':>20} | "
-          f"{'build ms':>20}")
+    print(f"{'routes':>7} | {'ip-batch ms':>18} | {'table ms':>18} | {'restart ms':>18} | "
+          f"{'resync ms':>18} | {'build ms':>18}")
     for n in (int(s) for s in args.sizes.split(",")):
         ip_batch: list[float] = []
         table: list[float] = []
         restart: list[float] = []
+        resync: list[float] = []
         build: list[float] = []
         for _ in range(args.runs):  # interleaved, so machine noise hits both alike
             ip_batch.append(run_ip_batch(n))
-            b, p, r = run_table(n)
+            b, p, r, s = run_table(n)
             build.append(b)
             table.append(p)
             restart.append(r)
-        print(f"{n:>7} | {fmt(ip_batch):>20} | {fmt(table):>20} | {fmt(restart):>20} | "
-              f"{fmt(build):>20}", flush=True)
+            resync.append(s)
+        print(f"{n:>7} | {fmt(ip_batch):>18} | {fmt(table):>18} | {fmt(restart):>18} | "
+              f"{fmt(resync):>18} | {fmt(build):>18}", flush=True)
 
 
 if __name__ == "__main__":
