@@ -133,7 +133,7 @@ def pod_mtu(conf: NetConf, node: str, env: Mapping[str, str]) -> int:
 class _IpamStep:
     """Allocate / release through the library or a delegated plugin; same interface for both."""
 
-    def __init__(self, cni: CniEnv, conf: NetConf, env: Mapping[str, str], wl: Workload,
+    def __init__(self, cni: CniEnv, conf: NetConf, *, env: Mapping[str, str], wl: Workload,
                  backend: Backend) -> None:
         self.cni, self.conf, self.env, self.wl, self.backend = cni, conf, env, wl, backend
 
@@ -283,7 +283,7 @@ def cmd_add(cni: CniEnv, conf: NetConf, env: Mapping[str, str]) -> dict[str, Any
         raise CniError(ERR_CONTAINER_UNKNOWN, "network namespace does not exist", wl.netns)
     mtu = pod_mtu(conf, wl.node, env)
     backend = open_backend(conf, env)
-    ipam = _IpamStep(cni, conf, env, wl, backend)
+    ipam = _IpamStep(cni, conf, env=env, wl=wl, backend=backend)
     undo: list[tuple[str, Callable[[], object]]] = []
     try:
         addresses = ipam.add()
@@ -332,7 +332,7 @@ def cmd_del(cni: CniEnv, conf: NetConf, env: Mapping[str, str]) -> None:
         raise CniError(ERR_IO, "cannot remove the pod's interface", str(exc)) from None
     backend = open_backend(conf, env)
     try:
-        _IpamStep(cni, conf, env, wl, backend).release()
+        _IpamStep(cni, conf, env=env, wl=wl, backend=backend).release()
         _delete_endpoint(backend, wl)
     finally:
         backend.close()
@@ -348,7 +348,7 @@ def cmd_check(cni: CniEnv, conf: NetConf, env: Mapping[str, str]) -> None:
                               addresses=addresses)
     backend = open_backend(conf, env)
     try:
-        held = _IpamStep(cni, conf, env, wl, backend).holds()
+        held = _IpamStep(cni, conf, env=env, wl=wl, backend=backend).holds()
         if conf.ipam.type == WREN_IPAM:
             for a in addresses:
                 if a.ip not in held:

@@ -275,7 +275,7 @@ class Ipam:
             got = self._update_block(cidr, change, missing_ok=True)
             freed.extend(got)
             for hid, n in holders.items():
-                self._change_handle(hid, str(cidr), -n)
+                self._change_handle(hid, cidr=str(cidr), delta=-n)
                 self._delete_handle_if_empty(hid)
         return freed
 
@@ -369,7 +369,8 @@ class Ipam:
                 return
             if aff.state != AFFINITY_CONFIRMED and not self._ensure_block(aff):
                 continue
-            remaining -= self._take(aff.cidr, remaining, req, reservations, progress,
+            remaining -= self._take(aff.cidr, req, num=remaining, reservations=reservations,
+                                    progress=progress,
                                     own=True)
         # 2. Claim new blocks.
         owned = len(mine)
@@ -378,11 +379,12 @@ class Ipam:
                 log.warning("node reached maxBlocksPerHost", node=req.node,
                             limit=config.max_blocks_per_host)
                 break
-            cidr = self._claim_block(req.node, pools, reservations)
+            cidr = self._claim_block(req.node, pools=pools, reservations=reservations)
             if cidr is None:
                 break
             owned += 1
-            remaining -= self._take(cidr, remaining, req, reservations, progress, own=True)
+            remaining -= self._take(cidr, req, num=remaining, reservations=reservations,
+                                    progress=progress, own=True)
         # 3. Borrow from blocks affine to other nodes.
         if remaining > 0 and not config.strict_affinity:
             for block, _ in self._list_blocks():
@@ -392,7 +394,8 @@ class Ipam:
                     continue
                 log.info("borrowing from another node's block", node=req.node,
                          block=str(block.cidr), owner=block.affinity)
-                remaining -= self._take(block.cidr, remaining, req, reservations, progress,
+                remaining -= self._take(block.cidr, req, num=remaining, reservations=reservations,
+                                        progress=progress,
                                         own=False)
         if remaining > 0:
             names = ", ".join(f"{p.name} ({p.cidr})" for p in pools)
@@ -400,8 +403,8 @@ class Ipam:
             raise NoFreeAddressesError(
                 f"no free IPv{req.version} address for node {req.node!r} in pools {names}{why}")
 
-    def _take(self, cidr: Network, num: int, req: _Request, reservations: Reservations,
-              progress: _Progress, *, own: bool) -> int:
+    def _take(self, cidr: Network, req: _Request, *, num: int, reservations: Reservations,
+              progress: _Progress, own: bool) -> int:
         """Allocate up to `num` from one block: handle count first, then the block (CAS)."""
         for attempt in range(self._max_retries):
             try:
@@ -424,23 +427,23 @@ class Ipam:
             new, ips = block.allocate(num, attribute=req.attribute, reservations=reservations)
             if not ips:
                 return 0
-            self._change_handle(req.handle_id, str(cidr), len(ips))
+            self._change_handle(req.handle_id, cidr=str(cidr), delta=len(ips))
             try:
                 self._update(block_body(new, resource_version=stored.resource_version,
                                            claim_time=stored.claim_time))
             except Conflict:
-                self._change_handle(req.handle_id, str(cidr), -len(ips))
+                self._change_handle(req.handle_id, cidr=str(cidr), delta=-len(ips))
                 self._backoff(attempt)
                 continue
             except BaseException:
-                self._undo_handle_quietly(req.handle_id, str(cidr), len(ips))
+                self._undo_handle_quietly(req.handle_id, cidr=str(cidr), n=len(ips))
                 raise
             progress.ips.extend(ips)
             return len(ips)
         raise TooManyConflictsError(
             f"block {cidr}: gave up after {self._max_retries} conflicting writes")
 
-    def _claim_block(self, node: str, pools: Sequence[Pool],
+    def _claim_block(self, node: str, *, pools: Sequence[Pool],
                      reservations: Reservations) -> Network | None:
         """Claim one unclaimed block; failing that, reclaim an empty block of another node.
         None when neither is possible."""
@@ -453,9 +456,9 @@ class Ipam:
                 if self._claim(node, cidr):
                     return cidr
                 existing.add(cidr)
-        return self._reclaim_empty_block(node, pools, listed)
+        return self._reclaim_empty_block(node, pools=pools, listed=listed)
 
-    def _reclaim_empty_block(self, node: str, pools: Sequence[Pool],
+    def _reclaim_empty_block(self, node: str, *, pools: Sequence[Pool],
                              listed: Sequence[tuple[Block, Body]]) -> Network | None:
         """Small pools (or many nodes) strand blocks on nodes that no longer use them. As in
         libcalico-go, an empty block claimed more than EMPTY_BLOCK_MIN_RECLAIM_AGE ago by
@@ -535,7 +538,7 @@ class Ipam:
         except NotFound:
             return None
 
-    def _change_handle(self, handle_id: str, cidr: str, delta: int) -> None:
+    def _change_handle(self, handle_id: str, *, cidr: str, delta: int) -> None:
         for attempt in range(self._max_retries):
             handle = self._get_handle(handle_id)
             if handle is None:
@@ -625,7 +628,7 @@ class Ipam:
                     cidr, functools.partial(_release_of, addrs=addrs, handle_id=handle_id),
                     missing_ok=True)
                 if got:
-                    self._change_handle(handle_id, str(cidr), -len(got))
+                    self._change_handle(handle_id, cidr=str(cidr), delta=-len(got))
             except WrenError as exc:
                 log.error("rollback could not free addresses; `wrenctl ipam check` will show "
                           "them", handle=handle_id, block=str(cidr), error=str(exc))
@@ -634,9 +637,9 @@ class Ipam:
         except WrenError as exc:
             log.error("rollback could not delete handle", handle=handle_id, error=str(exc))
 
-    def _undo_handle_quietly(self, handle_id: str, cidr: str, n: int) -> None:
+    def _undo_handle_quietly(self, handle_id: str, *, cidr: str, n: int) -> None:
         try:
-            self._change_handle(handle_id, cidr, -n)
+            self._change_handle(handle_id, cidr=cidr, delta=-n)
             self._delete_handle_if_empty(handle_id)
         except WrenError as exc:
             log.error("could not lower handle count after a failed block write; "
