@@ -162,9 +162,10 @@ class LabCluster:
         return proc.stdout
 
     # -- bring-up ---------------------------------------------------------------------------
-    def start_etcd(self) -> None:
+    def start_etcd(self, *, keep_data: bool = False) -> None:
         data = self.work / "etcd"
-        shutil.rmtree(data, ignore_errors=True)
+        if not keep_data:
+            shutil.rmtree(data, ignore_errors=True)
         url = self.topo.etcd_endpoint
         self.procs.start("etcd", self.topo.router_ns, [
             "etcd", "--name", "lab", "--data-dir", str(data),
@@ -182,6 +183,10 @@ class LabCluster:
                 return
             time.sleep(0.2)
         raise RuntimeError(f"etcd did not start:\n{self.procs.procs['etcd'].tail()}")
+
+    def start_etcd_again(self, _old: object = None) -> None:
+        """Restart etcd on its data after a test stopped it (an etcd outage)."""
+        self.start_etcd(keep_data=True)
 
     def start_router(self) -> None:
         conf = self.work / "router-bird.conf"
