@@ -32,7 +32,7 @@ def pods_talk(c: LabCluster) -> bool:
 
 def test_pods_on_two_subnets_talk_through_vxlan(cluster: LabCluster) -> None:
     wait_for(lambda: pods_talk(cluster), what="pod-to-pod over VXLAN")
-    n1, n2 = cluster.topo.nodes
+    n1 = cluster.topo.nodes[0]
     dev = ip(n1.netns, "-d", "link", "show", "vxlan.calico")
     assert "vxlan id 4096" in dev and "dstport 4789" in dev and "nolearning" in dev
     remote = [r for r in routes(n1.netns) if "dev vxlan.calico" in r]
@@ -103,7 +103,7 @@ def readiness(cluster: LabCluster, index: int) -> tuple[int, dict[str, object]]:
     code = (
         "import json,urllib.request,urllib.error,sys\n"
         f"url='http://{node.address.ip}:9099/readiness'\n"
-        "try:\n r=urllib.request.urlopen(url,timeout=2); print(r.status); print(r.read().decode())\n"
+        "try:\n r=urllib.request.urlopen(url,timeout=2)\n print(r.status); print(r.read().decode())\n"
         "except urllib.error.HTTPError as e: print(e.code); print(e.read().decode())\n"
         "except OSError: print(0); print('{}')\n"
     )
