@@ -103,7 +103,8 @@ def readiness(cluster: LabCluster, index: int) -> tuple[int, dict[str, object]]:
     code = (
         "import json,urllib.request,urllib.error,sys\n"
         f"url='http://{node.address.ip}:9099/readiness'\n"
-        "try:\n r=urllib.request.urlopen(url,timeout=2)\n print(r.status); print(r.read().decode())\n"
+        "try:\n r=urllib.request.urlopen(url,timeout=2)\n"
+        " print(r.status); print(r.read().decode())\n"
         "except urllib.error.HTTPError as e: print(e.code); print(e.read().decode())\n"
         "except OSError: print(0); print('{}')\n"
     )
