@@ -142,6 +142,11 @@ def test_pods_on_two_nodes_reach_each_other_over_vxlan(nodes: tuple[Node, Node])
         node.links.set_link(vxlan_spec(i))
         assert node.links.apply().ok
         assert node.sysctl.apply().written == ("net/ipv4/conf/vxlan.calico/rp_filter",)
+        in_ns = subprocess.run(["ip", "netns", "exec", node.ns, "cat",
+                                "/proc/sys/net/ipv4/conf/vxlan.calico/rp_filter",
+                                "/proc/sys/net/ipv4/ip_forward"],
+                               capture_output=True, text=True, check=True).stdout.split()
+        assert in_ns == ["2", "1"]  # written inside the node's namespace, not the host's
         ip(node.ns, "addr", "add", f"10.244.{i}.5/32", "dev", "lo")  # a "pod" address
         node.neigh.replace_all([
             Neighbour(iface="vxlan.calico", ip=ADDR(f"10.244.{j}.0"), mac=f"66:00:00:00:00:0{j}"),
