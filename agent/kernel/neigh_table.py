@@ -22,7 +22,14 @@ from agent.kernel.ownership import OwnershipPolicy
 from wren.errors import ValidationError
 from wren.log import get_logger
 
-__all__ = ["FDBEntry", "NeighApplyResult", "NeighTable", "NeighTableCounters", "Neighbour"]
+__all__ = [
+    "Entry",
+    "FDBEntry",
+    "NeighApplyResult",
+    "NeighTable",
+    "NeighTableCounters",
+    "Neighbour",
+]
 
 log = get_logger(__name__)
 
