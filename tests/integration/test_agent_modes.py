@@ -38,7 +38,8 @@ def test_vxlan_crosssubnet_then_always_then_back(tmp_path: Path) -> None:
         assert "dev vxlan.calico" in across, across  # other subnet: tunnelled
         workload = {r for r in routes(n1.netns) if "dev cali" in r or "blackhole" in r}
 
-        c.wrenctl("patch", "ippool", "lab-pool", "-p", json.dumps({"spec": {"vxlanMode": "Always"}}))
+        always = json.dumps({"spec": {"vxlanMode": "Always"}})
+        c.wrenctl("patch", "ippool", "lab-pool", "-p", always)
         wait_for(lambda: "dev vxlan.calico" in remote_route(n1.netns, block_of["n2"]),
                  timeout=20, what="the same-subnet route to move into the tunnel")
         wait_for(lambda: all_pods_talk(c), timeout=30, what="all pods to talk in Always mode")
