@@ -15,6 +15,7 @@ dataplane simply keeps its last state.
 
 from __future__ import annotations
 
+import gc
 import queue
 import threading
 import time
@@ -99,6 +100,7 @@ class Agent:
         self._failures = 0
         self.desired: DesiredDataplane | None = None
         self._problem_parts: set[str] = set()
+        self._frozen = False
         self.syncer: Syncer | None = None
 
     # -- the loop ---------------------------------------------------------------------------
@@ -181,6 +183,12 @@ class Agent:
         if report.in_sync:
             self._failures = 0
             self._retry_at = None
+            if not self._frozen:
+                # The first full state is long-lived: move it out of the collector's sight, so
+                # later collections do not rescan tens of thousands of routes (C1 measured the
+                # collector at ~40% of programming 50k routes).
+                gc.freeze()
+                self._frozen = True
         else:
             self._failures += 1
             self._retry_at = now + min(30.0, 0.1 * 2 ** min(self._failures, 8))
