@@ -46,5 +46,12 @@ lint: venv
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+# A real multi-node cluster network in namespaces (MODE=bgp|rr|vxlan|vxlan-crosssubnet, NODES=4).
+lab: deps venv
+	$(PY) -m lab up
+
+lab-down: venv
+	$(PY) -m lab down
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
