@@ -31,7 +31,7 @@ venv: $(VENV)/.installed
 kube-apiserver: deps
 	bash tools/build-kube-apiserver.sh
 
-test: deps venv kube-apiserver
+test: deps venv kube-apiserver lint
 	$(PY) -m pytest tests
 
 test-unit: venv
@@ -42,7 +42,7 @@ test-vm: deps venv
 	$(PY) -m pytest tests/vm tests/unit/test_vm_runner.py
 
 lint: venv
-	$(VENV)/bin/ruff check wren agent bgp tests
+	$(VENV)/bin/ruff check wren agent bgp lab tests
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
