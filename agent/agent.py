@@ -37,6 +37,7 @@ from wren.log import get_logger
 __all__ = ["Agent", "ApplyReport", "BGPLink", "Dataplane", "LearnedRoutes"]
 
 _log = get_logger(__name__)
+_WAKE = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,10 @@ class Agent:
                 self.step(now)
         _log.info("agent stopping; the dataplane stays as it is", node=self.node_name)
 
+    def wake(self) -> None:
+        """Make the loop look at its stop event now (from a signal handler or another thread)."""
+        self.events.put(_WAKE)
+
     def _drain(self, *, timeout: float) -> None:
         try:
             msg = self.events.get(timeout=timeout)
@@ -138,6 +143,8 @@ class Agent:
             self.handle(msg)
 
     def handle(self, msg: object) -> None:
+        if msg is _WAKE:
+            return
         if isinstance(msg, Update):
             key = f"{msg.key[0]}/{msg.key[1]}" if msg.key[0] else msg.key[1]
             try:

@@ -32,14 +32,15 @@ def main() -> int:
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
+    wired = build_agent(cfg, backend)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal received; stopping", signal=signal.Signals(signum).name)
         stop.set()
+        wired.agent.wake()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    wired = build_agent(cfg, backend)
     log.info("starting", node=cfg.node_name, health=f"{cfg.health_host}:{cfg.health_port}")
     started = time.monotonic()
     try:
