@@ -15,6 +15,7 @@ dataplane simply keeps its last state.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import queue
 import threading
@@ -82,6 +83,7 @@ class Agent:
         bgp: BGPLink | None = None,
         on_desired: Callable[[DesiredDataplane], None] | None = None,
         route_refresh_interval: float = 90.0,
+        veth_mtu: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.node_name = node_name
@@ -95,6 +97,7 @@ class Agent:
         self._bgp = bgp
         self._on_desired = on_desired
         self._refresh = route_refresh_interval
+        self._veth_mtu = veth_mtu
         self._clock = clock
         self._dirty = True
         self._retry_at: float | None = None
@@ -174,7 +177,14 @@ class Agent:
         """Recompute if anything changed, then apply; failures retry with backoff."""
         if self._dirty:
             self._dirty = False
-            self.desired = compute_desired(self.state.calc_input(self._host_facts(self.state)))
+            calc_input = self.state.calc_input(self._host_facts(self.state))
+            if self._veth_mtu:
+                calc_input = dataclasses.replace(
+                    calc_input, felix=dataclasses.replace(calc_input.felix,
+                                                          veth_mtu=self._veth_mtu))
+            if calc_input.felix.route_refresh_interval:
+                self._refresh = calc_input.felix.route_refresh_interval
+            self.desired = compute_desired(calc_input)
             for warning in self.desired.warnings:
                 _log.warning("calc", detail=warning)
             self._dataplane.on_desired(self.desired)

@@ -112,7 +112,8 @@ def build_agent(cfg: AgentConfig, backend: Backend, *,
 
     agent = Agent(node_name=cfg.node_name, backend=backend, dataplane=driver,
                   host_facts=HostReader(ipr), health=health, metrics=metrics,
-                  on_desired=on_desired, route_refresh_interval=cfg.route_refresh_interval)
+                  on_desired=on_desired, route_refresh_interval=cfg.route_refresh_interval,
+                  veth_mtu=cfg.mtu)
     if bgp_factory is not None:
         agent_bgp = bgp_factory(cfg, agent)
         agent._bgp = agent_bgp  # the link needs the agent's queue; the agent needs the link

@@ -25,6 +25,7 @@ from wren.model import (
     Resource,
     WorkloadEndpoint,
     parse,
+    parse_duration,
 )
 
 __all__ = ["WATCHED_KINDS", "ClusterState", "felix_settings"]
@@ -113,29 +114,23 @@ def _content(res: Resource) -> Any:
 
 
 def felix_settings(configs: Mapping[str, Any], node_name: str) -> FelixSettings:
-    """Felix's precedence: `node.<name>` over `default` over built-in defaults."""
-    merged: dict[str, Any] = {}
+    """Felix's precedence: fields set in `node.<name>` over those set in `default` over the
+    built-in defaults. Merged on the bodies, so a field a config does not set never overrides
+    one that another config sets."""
+    spec: dict[str, Any] = {}
     for name in ("default", f"node.{node_name}"):
         cfg = configs.get(name)
         if isinstance(cfg, FelixConfiguration):
-            merged.update({k: v for k, v in vars_of(cfg.spec).items() if v is not None})
+            spec.update(cfg.to_body().get("spec") or {})
     base = FelixSettings()
+    refresh = spec.get("routeRefreshInterval")
     return FelixSettings(
-        vxlan_vni=int(merged.get("vxlan_vni") or base.vxlan_vni),
-        vxlan_port=int(merged.get("vxlan_port") or base.vxlan_port),
-        vxlan_mtu=int(merged.get("vxlan_mtu") or 0),
-        ipip_mtu=int(merged.get("ipip_mtu") or 0),
-        veth_mtu=int(merged.get("veth_mtu") or merged.get("mtu") or 0),
-        ipip_enabled=merged.get("ipip_enabled"),
-        vxlan_enabled=merged.get("vxlan_enabled"),
+        vxlan_vni=int(spec.get("vxlanVNI") or base.vxlan_vni),
+        vxlan_port=int(spec.get("vxlanPort") or base.vxlan_port),
+        vxlan_mtu=int(spec.get("vxlanMTU") or 0),
+        ipip_mtu=int(spec.get("ipipMTU") or 0),
+        ipip_enabled=spec.get("ipipEnabled"),
+        vxlan_enabled=spec.get("vxlanEnabled"),
+        route_refresh_interval=(parse_duration(refresh).total_seconds()
+                                if isinstance(refresh, str) else None),
     )
-
-
-def vars_of(spec: Any) -> dict[str, Any]:
-    import dataclasses
-
-    if dataclasses.is_dataclass(spec):
-        return {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
-    return {}
-
-

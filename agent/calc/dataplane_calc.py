@@ -54,6 +54,7 @@ class FelixSettings:
     veth_mtu: int = 0
     ipip_enabled: bool | None = None  # None: on when a pool uses IPIP
     vxlan_enabled: bool | None = None
+    route_refresh_interval: float | None = None  # None: the agent's own setting
 
 
 @dataclass(frozen=True, slots=True)

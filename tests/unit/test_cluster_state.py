@@ -1,0 +1,62 @@
+"""The agent's view of the cluster: validation at the boundary, Felix's config precedence."""
+
+from typing import Any
+
+import pytest
+
+from agent.calc.cluster_state import ClusterState, felix_settings
+from wren.errors import ValidationError
+from wren.model import FelixConfiguration, parse
+
+
+def felix(name: str, **spec: Any) -> FelixConfiguration:
+    res = parse({"apiVersion": "projectcalico.org/v3", "kind": "FelixConfiguration",
+                 "metadata": {"name": name}, "spec": spec})
+    assert isinstance(res, FelixConfiguration)
+    return res
+
+
+POOL = {"apiVersion": "projectcalico.org/v3", "kind": "IPPool", "metadata": {"name": "p"},
+        "spec": {"cidr": "10.65.0.0/16", "vxlanMode": "Always"}}
+
+
+def test_node_config_overrides_only_the_fields_it_sets() -> None:
+    configs = {
+        "default": felix("default", vxlanVNI=5000, routeRefreshInterval="30s", vxlanMTU=1400),
+        "node.n1": felix("node.n1", vxlanVNI=6000),
+    }
+    s = felix_settings(configs, "n1")
+    assert (s.vxlan_vni, s.vxlan_mtu, s.route_refresh_interval) == (6000, 1400, 30.0)
+    other = felix_settings(configs, "n2")
+    assert other.vxlan_vni == 5000
+
+
+def test_defaults_without_any_felix_configuration() -> None:
+    s = felix_settings({}, "n1")
+    assert (s.vxlan_vni, s.vxlan_port, s.route_refresh_interval) == (4096, 4789, None)
+
+
+def test_invalid_update_is_refused_and_the_last_valid_version_stays() -> None:
+    state = ClusterState("n1")
+    assert state.apply("IPPool", "p", POOL)
+    bad = {**POOL, "spec": {**POOL["spec"], "vxlanMode": "Sometimes"}}
+    with pytest.raises(ValidationError, match="vxlanMode"):
+        state.apply("IPPool", "p", bad)
+    assert state.of("IPPool")["p"].spec.vxlan_mode == "Always"
+
+
+def test_a_bare_resource_version_bump_is_not_a_change() -> None:
+    state = ClusterState("n1")
+    state.apply("IPPool", "p", {**POOL, "metadata": {"name": "p", "resourceVersion": "1"}})
+    assert not state.apply("IPPool", "p", {**POOL, "metadata": {"name": "p",
+                                                                 "resourceVersion": "2"}})
+
+
+def test_other_nodes_endpoints_are_not_kept() -> None:
+    wep = {"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
+           "metadata": {"name": "n2-k8s-a-eth0", "namespace": "default"},
+           "spec": {"node": "n2", "orchestrator": "k8s", "pod": "a", "endpoint": "eth0",
+                    "ipNetworks": ["10.65.1.5/32"], "interfaceName": "cali0123456789a"}}
+    state = ClusterState("n1")
+    assert not state.apply("WorkloadEndpoint", "default/n2-k8s-a-eth0", wep)
+    assert state.of("WorkloadEndpoint") == {}
