@@ -15,6 +15,7 @@ from typing import Any
 from agent.agent import Agent
 from agent.config import AgentConfig
 from agent.dataplane.driver import DataplaneDriver, NetfilterStage
+from agent.dataplane.nat_outgoing import make_nat_outgoing
 from agent.dataplane.neighbours import NeighbourManager
 from agent.dataplane.routes import RouteManager
 from agent.dataplane.sysctls import SysctlManager
@@ -89,8 +90,13 @@ def build_upkeep(cfg: AgentConfig, backend: Backend, health: HealthAggregator) -
                       on_error=on_error)
 
 
+def default_netfilter(cfg: AgentConfig) -> NetfilterStage:
+    return make_nat_outgoing(cfg.iptables_backend)
+
+
 def build_agent(cfg: AgentConfig, backend: Backend, *,
-                netfilter_factory: Callable[[AgentConfig], NetfilterStage | None] | None = None,
+                netfilter_factory: Callable[[AgentConfig], NetfilterStage | None] | None = (
+                    default_netfilter),
                 bgp_factory: Callable[[AgentConfig, Agent], Any] | None = None) -> Wired:
     from pyroute2 import IPRoute
 
