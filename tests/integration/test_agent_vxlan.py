@@ -158,3 +158,47 @@ def test_datastore_down_keeps_the_dataplane_and_recovers(cluster: LabCluster) ->
     pod = cluster.add_pod(cluster.topo.nodes[1], 2)  # a change after the outage propagates
     wait_for(lambda: cluster.ping(cluster.pods[0].netns, pod.ip), timeout=30,
              what="a pod created after the outage to be reachable")
+
+
+def test_nat_outgoing_lets_pods_reach_a_host_with_no_route_back(cluster: LabCluster) -> None:
+    wait_for(lambda: pods_talk(cluster), what="pods talking")
+    pod = cluster.pods[0]
+    inet = str(cluster.topo.inet_host)
+    wait_for(lambda: cluster.ping(pod.netns, inet), timeout=20,
+             what="a pod to reach the internet host through NAT")
+    n1 = cluster.topo.nodes[0]
+    # The internet host sees the node's address, not the pod's (it has no route to pods).
+    assert udp_source(cluster.topo.inet_ns, pod.netns, inet) == str(n1.address.ip)
+    nat = subprocess.run(["ip", "netns", "exec", n1.netns, "iptables-nft-save", "-t", "nat"],
+                         capture_output=True, text=True, check=False).stdout
+    assert "cali40masq-ipam-pools" in nat and "MASQUERADE" in nat
+
+    cluster.wrenctl("patch", "ippool", "lab-pool", "-p", '{"spec":{"natOutgoing":false}}')
+    try:
+        wait_for(lambda: not cluster.ping(pod.netns, inet), timeout=20,
+                 what="the internet host to become unreachable without NAT")
+        assert pods_talk(cluster)  # pod-to-pod never depended on NAT
+    finally:
+        cluster.wrenctl("patch", "ippool", "lab-pool", "-p", '{"spec":{"natOutgoing":true}}')
+    wait_for(lambda: cluster.ping(pod.netns, inet), timeout=20, what="NAT to come back")
+
+
+def udp_source(recv_ns: str, send_ns: str, dst: str) -> str:
+    """Send one UDP datagram from `send_ns` to `dst` and return the source the receiver saw."""
+    receiver = subprocess.Popen(
+        ["ip", "netns", "exec", recv_ns, "timeout", "5", "python3", "-c",
+         "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);"
+         "s.bind(('0.0.0.0',9999));d,addr=s.recvfrom(100);print(addr[0])"],
+        stdout=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    subprocess.run(["ip", "netns", "exec", send_ns, "python3", "-c",
+                    "import socket;socket.socket(socket.AF_INET,socket.SOCK_DGRAM)"
+                    f".sendto(b'x',('{dst}',9999))"], check=True)
+    out, _ = receiver.communicate(timeout=10)
+    return out.strip()
+
+
+def test_pod_to_pod_traffic_keeps_its_source_address(cluster: LabCluster) -> None:
+    wait_for(lambda: pods_talk(cluster), what="pods talking")
+    a, b = cluster.pods[0], cluster.pods[1]
+    assert udp_source(b.netns, a.netns, b.ip) == a.ip
