@@ -18,8 +18,12 @@ a machine, and `destroy` removes exactly what `create` made, also after a crash.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import os
+import signal
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -139,8 +143,26 @@ class Topology:
         """Remove every namespace with our prefix (links inside go with them). Idempotent."""
         existing = run(["ip", "netns", "list"], check=False).split("\n")
         names = {line.split()[0] for line in existing if line.strip()}
-        for ns in sorted(n for n in names if n.startswith(self.prefix)):
-            pids = run(["ip", "netns", "pids", ns], check=False).split()
-            for pid in pids:
-                subprocess.run(["kill", "-TERM", pid], check=False)
+        ours = sorted(n for n in names if n.startswith(self.prefix))
+        pids = {int(p) for ns in ours for p in run(["ip", "netns", "pids", ns], check=False).split()}
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while pids and time.monotonic() < deadline:
+            pids = {p for p in pids if _alive(p)}
+            time.sleep(0.05)
+        for pid in pids:  # still there after 5 s
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for ns in ours:
             run(["ip", "netns", "del", ns], check=False)
+
+
+def _alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
