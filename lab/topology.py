@@ -144,7 +144,8 @@ class Topology:
         existing = run(["ip", "netns", "list"], check=False).split("\n")
         names = {line.split()[0] for line in existing if line.strip()}
         ours = sorted(n for n in names if n.startswith(self.prefix))
-        pids = {int(p) for ns in ours for p in run(["ip", "netns", "pids", ns], check=False).split()}
+        pids = {int(p) for ns in ours
+                for p in run(["ip", "netns", "pids", ns], check=False).split()}
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
