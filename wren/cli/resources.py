@@ -32,6 +32,7 @@ from wren.errors import (
     PermanentError,
     WrenError,
 )
+from wren.ipam.allocator import Ipam
 from wren.kinds import Kind, kind_by_name
 from wren.log import get_logger
 from wren.model import Resource, parse
@@ -251,6 +252,11 @@ def delete(
         except NotFound:
             if not skip_not_exists:
                 raise
+        if kind.name == "Node":
+            # As calicoctl: a deleted node's addresses, endpoints and blocks go with it.
+            freed = Ipam(client.backend).release_node(name)
+            click.echo(f"Released {len(freed.ips)} address(es), {freed.endpoints} endpoint(s) "
+                       f"and {freed.blocks} block(s) of node {name!r}")
     click.echo(f"Successfully deleted {done} '{kind.name}' resource(s)")
 
 

@@ -91,6 +91,14 @@ K_RESERVATION = kind_by_name("IPReservation")
 K_WEP = kind_by_name("WorkloadEndpoint")
 
 
+@dataclass(frozen=True, slots=True)
+class NodeRelease:
+    ips: tuple[IP, ...]
+    endpoints: int
+    affinities: int
+    blocks: int
+
+
 class IpamError(WrenError):
     """IPAM could not do what was asked; the message says which pool/block/handle and why."""
 
@@ -312,6 +320,37 @@ class Ipam:
 
     def handles(self) -> list[Handle]:
         return [handle_from_body(b) for b in self._db.list(K_HANDLE).items]
+
+    def release_node(self, node: str) -> NodeRelease:
+        """What `calicoctl delete node` does on etcd: release every address the node's pods and
+        tunnels hold, remove its WorkloadEndpoints, its block affinities, and its blocks once
+        they are empty (a block still holding another node's borrowed address stays)."""
+        handles = {a.handle_id for b in self.blocks() for a in b.attributes
+                   if a.handle_id and a.secondary.get("node") == node}
+        handles |= {tunnel_handle_id(node, "ipip"), tunnel_handle_id(node, "vxlan")}
+        released: list[IP] = []
+        for handle_id in sorted(handles):
+            released += self.release_by_handle(handle_id)
+        endpoints = 0
+        for body in self._db.list(K_WEP).items:
+            if (body.get("spec") or {}).get("node") == node:
+                meta = body.get("metadata") or {}
+                with contextlib.suppress(NotFound):
+                    self._db.delete(K_WEP, str(meta.get("name")), str(meta.get("namespace")))
+                    endpoints += 1
+        affinities = [a for a in self.affinities() if a.node == node]
+        for aff in affinities:
+            self._delete_quietly(K_AFFINITY, affinity_name(aff.node, aff.cidr))
+        blocks = 0
+        for block in self.blocks():
+            if node_of_affinity(block.affinity) == node and all(a is None
+                                                                 for a in block.allocations):
+                self._delete_quietly(K_BLOCK, block_name(block.cidr))
+                blocks += 1
+        log.info("released node", node=node, ips=len(released), endpoints=endpoints,
+                 blocks=blocks)
+        return NodeRelease(ips=tuple(released), endpoints=endpoints,
+                           affinities=len(affinities), blocks=blocks)
 
     def check(self) -> CheckReport:
         """`wrenctl ipam check`: leaks, double use, handle mismatches, orphaned blocks."""
