@@ -202,3 +202,17 @@ def test_pod_to_pod_traffic_keeps_its_source_address(cluster: LabCluster) -> Non
     wait_for(lambda: pods_talk(cluster), what="pods talking")
     a, b = cluster.pods[0], cluster.pods[1]
     assert udp_source(b.netns, a.netns, b.ip) == a.ip
+
+
+def test_prometheus_metrics_count_programmed_routes(cluster: LabCluster) -> None:
+    wait_for(lambda: pods_talk(cluster), what="pods talking")
+    node = cluster.topo.nodes[0]
+    code = ("import urllib.request;print(urllib.request.urlopen("
+            f"'http://{node.address.ip}:9091/metrics',timeout=3).read().decode())")
+    text = subprocess.run(["ip", "netns", "exec", node.netns, "python3", "-c", code],
+                          capture_output=True, text=True, check=True).stdout
+    programmed = [line for line in text.splitlines()
+                  if line.startswith('wren_routes_programmed{kind="all"}')]
+    assert programmed and float(programmed[0].split()[-1]) >= 3  # pod, blackhole, remote block
+    assert "wren_dataplane_apply_seconds_count" in text
+    assert "wren_invalid_resources_total" in text
