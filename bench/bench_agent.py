@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""The real `wren-agent` against a real etcd: time to program a node, RSS, and event latency.
+
+One lab node namespace (lab.topology) with etcd in the router namespace. Before the agent
+starts, the datastore holds E WorkloadEndpoints of this node (each with its own `cali*` veth,
+created up front, as the CNI plugin would) and 1,000 IPAM blocks of 10 other nodes in a VXLAN
+pool, so those become `via VTEP dev vxlan.calico onlink` routes from the datastore. Then:
+  * sync      agent start → all E + 1,000 routes in the kernel (netlink route monitor)
+  * rss       /proc/PID/status VmRSS (and VmHWM, the peak) once in sync and settled
+  * latency   K endpoints written one at a time (WEP bodies straight into etcd, as the CNI
+              plugin does; their veths exist already) → their route seen by a netlink monitor
+              in the node's namespace; p50/p99
+Needs root. `.venv/bin/python bench/bench_agent.py --endpoints 10000 [--events 200]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import secrets
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from common import percentile, summary, write_result
+
+from agent.kernel.netlink import decode_route, iter_messages
+from agent.kernel.netns import in_netns
+from lab.cluster import BIN, LabCluster
+from lab.topology import Topology
+from wren.datastore.connect import backend_from_env
+
+REMOTE_NODES = 10
+REMOTE_BLOCKS = 1000
+RTMGRP_IPV4_ROUTE = 0x40
+RTM_NEWROUTE = 24
+
+
+class RouteMonitor:
+    """Records when each destination first appears in the namespace's main table."""
+
+    def __init__(self, netns: str) -> None:
+        with in_netns(netns):
+            self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 20)
+        self._sock.bind((0, RTMGRP_IPV4_ROUTE))
+        self.seen: dict[str, float] = {}
+        self.count = 0
+        self._cond = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        buf = bytearray(1 << 20)
+        self._sock.settimeout(0.2)
+        while not self._stop:
+            try:
+                n = self._sock.recv_into(buf)
+            except TimeoutError:
+                continue
+            except OSError:  # ENOBUFS in a burst: the sync check falls back to a dump
+                continue
+            now = time.monotonic()
+            with self._cond:
+                for msg in iter_messages(buf, n):
+                    if msg.type != RTM_NEWROUTE:
+                        continue
+                    route = decode_route(buf, msg.start, msg.end)
+                    if route is None or route.protocol != 80:
+                        continue
+                    key = str(route.dst)
+                    if key not in self.seen:
+                        self.seen[key] = now
+                        self.count += 1
+                self._cond.notify_all()
+
+    def wait_for(self, dst: str, timeout: float) -> float | None:
+        with self._cond:
+            self._cond.wait_for(lambda: dst in self.seen, timeout=timeout)
+            return self.seen.get(dst)
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join()
+        self._sock.close()
+
+
+def kernel_route_count(ns: str) -> int:
+    out = subprocess.run(["ip", "-n", ns, "route", "show", "proto", "80"], capture_output=True,
+                         text=True, check=True).stdout
+    return out.count("\n")
+
+
+def wep_body(node: str, i: int, *, iface: str, ip: str) -> dict[str, Any]:
+    pod = f"bench-{i}"
+    return {
+        "apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
+        "metadata": {"name": f"{node}-k8s-{pod.replace('-', '--')}-eth0", "namespace": "bench",
+                     "labels": {"projectcalico.org/namespace": "bench",
+                                "projectcalico.org/orchestrator": "k8s"}},
+        "spec": {"orchestrator": "k8s", "node": node, "pod": pod,
+                 "containerID": f"{i:016x}", "endpoint": "eth0", "interfaceName": iface,
+                 "mac": f"ee:ee:ee:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}",
+                 "ipNetworks": [f"{ip}/32"], "profiles": ["kns.bench"]},
+    }
+
+
+def wep_ip(i: int) -> str:
+    return str(ipaddress.IPv4Address("10.16.0.0") + i)
+
+
+def cluster_docs(node: str, address: str) -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = [
+        {"apiVersion": "projectcalico.org/v3", "kind": "IPPool", "metadata": {"name": "local"},
+         "spec": {"cidr": "10.16.0.0/16", "blockSize": 26, "vxlanMode": "Always",
+                  "ipipMode": "Never", "nodeSelector": "all()"}},
+        {"apiVersion": "projectcalico.org/v3", "kind": "IPPool", "metadata": {"name": "remote"},
+         "spec": {"cidr": "10.200.0.0/16", "blockSize": 26, "vxlanMode": "Always",
+                  "ipipMode": "Never", "nodeSelector": "all()"}},
+        {"apiVersion": "projectcalico.org/v3", "kind": "Node", "metadata": {"name": node},
+         "spec": {"bgp": {"ipv4Address": address}}},
+    ]
+    for r in range(REMOTE_NODES):
+        docs.append({"apiVersion": "projectcalico.org/v3", "kind": "Node",
+                     "metadata": {"name": f"remote{r}"},
+                     "spec": {"bgp": {"ipv4Address": f"10.0.1.{100 + r}/24"},
+                              "ipv4VXLANTunnelAddr": f"10.201.0.{r + 1}",
+                              "vxlanTunnelMACAddr": f"66:00:00:00:00:{r + 1:02x}"}})
+    return docs
+
+
+def block_body(i: int) -> dict[str, Any]:
+    cidr = ipaddress.IPv4Network((int(ipaddress.IPv4Address("10.200.0.0")) + 64 * i, 26))
+    return {"apiVersion": "projectcalico.org/v3", "kind": "IPAMBlock",
+            "metadata": {"name": str(cidr).replace(".", "-").replace("/", "-")},
+            "spec": {"cidr": str(cidr), "affinity": f"host:remote{i % REMOTE_NODES}",
+                     "strictAffinity": False, "allocations": [None] * 64,
+                     "unallocated": list(range(64)), "attributes": []}}
+
+
+def veths(ns: str, names: list[str]) -> None:
+    lines = [f"link add {n} type veth peer name p{n[4:]}" for n in names]
+    lines += [f"link set {n} up" for n in names]
+    subprocess.run(["ip", "-n", ns, "-batch", "-"], input="\n".join(lines) + "\n", text=True,
+                   check=True)
+
+
+def status(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            out[line.split(":")[0]] = int(line.split()[1])
+    return out
+
+
+def run(endpoints: int, events: int, work: Path) -> dict[str, Any]:
+    topo = Topology(prefix=f"wt-bn{secrets.token_hex(2)}-", node_count=1)
+    node = topo.nodes[0]
+    cluster = LabCluster(topo=topo, mode="vxlan", work=work / "lab")
+    result: dict[str, Any] = {"endpoints": endpoints, "remote_blocks": REMOTE_BLOCKS,
+                              "remote_nodes": REMOTE_NODES, "events": events}
+    monitor: RouteMonitor | None = None
+    try:
+        topo.create()
+        cluster.start_etcd()
+        cluster.configure(cluster_docs(node.name, str(node.address)))
+        start = time.monotonic()
+        veths(node.netns, [f"cali{i:05d}" for i in range(endpoints + events)])
+        result["veth_setup_s"] = round(time.monotonic() - start, 2)
+        env = cluster.node_env(node)
+        start = time.monotonic()
+        with in_netns(topo.router_ns):  # etcd listens inside the router namespace
+            backend = backend_from_env(env)
+            for i in range(REMOTE_BLOCKS):
+                backend.create(block_body(i))
+            for i in range(endpoints):
+                backend.create(wep_body(node.name, i, iface=f"cali{i:05d}", ip=wep_ip(i)))
+        result["datastore_write_s"] = round(time.monotonic() - start, 2)
+
+        monitor = RouteMonitor(node.netns)
+        for key in ("WREN_RUN_DIR", "WREN_STATE_DIR"):
+            Path(env[key]).mkdir(parents=True, exist_ok=True)
+        start = time.monotonic()
+        proc = cluster.procs.start("agent", node.netns, [str(BIN / "wren-agent")], env=env)
+        want = endpoints + REMOTE_BLOCKS
+        deadline = start + 600
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            if monitor.count >= want and kernel_route_count(node.netns) >= want:
+                break
+        else:
+            raise RuntimeError(f"agent did not program {want} routes; "
+                               f"kernel has {kernel_route_count(node.netns)}")
+        result["sync_s"] = round(max(monitor.seen.values()) - start, 3)
+        time.sleep(3.0)  # let it settle (upkeep, health, the first gc.freeze())
+        pid = proc.popen.pid
+        result["rss_kb"] = status(pid)
+
+        samples: list[float] = []
+        missed = 0
+        with in_netns(topo.router_ns):
+            for k in range(events):
+                i = endpoints + k
+                body = wep_body(node.name, i, iface=f"cali{i:05d}", ip=wep_ip(i))
+                t0 = time.monotonic()
+                backend.create(body)
+                seen = monitor.wait_for(f"{wep_ip(i)}/32", timeout=10.0)
+                if seen is None:
+                    missed += 1
+                else:
+                    samples.append(seen - t0)
+                time.sleep(0.02)
+        result["latency_ms"] = {**summary(samples), "p50": round(percentile(samples, 50) * 1e3, 3),
+                                "p99": round(percentile(samples, 99) * 1e3, 3),
+                                "missed": missed}
+        del result["latency_ms"]["samples"]
+        result["rss_after_events_kb"] = status(pid)
+        backend.close()
+        return result
+    finally:
+        if monitor is not None:
+            monitor.close()
+        cluster.down()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--endpoints", default="100,10000")
+    parser.add_argument("--events", type=int, default=200)
+    parser.add_argument("--out", default="agent")
+    args = parser.parse_args()
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="wt-bn-") as tmp:
+        for e in (int(s) for s in args.endpoints.split(",")):
+            res = run(e, args.events, Path(tmp) / str(e))
+            print(res, flush=True)
+            runs.append(res)
+    path = write_result(args.out, {"benchmark": "wren-agent against etcd", "runs": runs,
+                                   })
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
