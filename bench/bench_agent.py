@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import os
 import secrets
 import socket
 import subprocess

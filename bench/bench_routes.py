@@ -44,7 +44,8 @@ VXLAN = "vxlan.calico"
 def setup_lines() -> list[str]:
     lines = [f"link add cali{i:04d} type veth peer name pcali{i:04d}" for i in range(IFACES)]
     lines += [f"link set cali{i:04d} up" for i in range(IFACES)]
-    lines += ["link add eth0 type veth peer name peth0", "link set peth0 up", "addr add 10.0.1.11/24 dev eth0", "link set eth0 up",
+    lines += ["link add eth0 type veth peer name peth0", "link set peth0 up",
+              "addr add 10.0.1.11/24 dev eth0", "link set eth0 up",
               f"link add {VXLAN} type vxlan id 4096 dstport 4789 local 10.0.1.11 dev eth0",
               f"link set {VXLAN} up"]
     return lines
