@@ -53,5 +53,12 @@ lab: deps venv
 lab-down: venv
 	$(PY) -m lab down
 
+# Speed and memory against ip -batch (bench/results/*.json, a plot, docs/benchmarks.md's data).
+bench: deps venv
+	$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) bench/bench_routes.py
+	$(PY) bench/bench_agent.py
+	$(PY) bench/plot.py
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
