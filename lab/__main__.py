@@ -51,7 +51,8 @@ def up(mode: str, nodes: int) -> int:
             return 2
     topo.create()
     cluster.start_etcd()
-    cluster.start_router()
+    if cluster.uses_bgp:
+        cluster.start_router()
     cluster.configure(resources_for(mode, topo))
     for node in topo.nodes:
         cluster.start_node(node)

@@ -198,12 +198,19 @@ class LabCluster:
     def configure(self, docs: Iterable[dict[str, Any]]) -> None:
         self.wrenctl("apply", "-f", "-", stdin=yaml.safe_dump_all(list(docs)))
 
+    @property
+    def uses_bgp(self) -> bool:
+        """VXLAN modes need no BGP (Calico's `calico_backend: vxlan`): routes come from the
+        datastore. Every other mode learns routes through the sidecar."""
+        return not self.mode.startswith("vxlan")
+
     def start_node(self, node: LabNode) -> None:
         env = self.node_env(node)
         for key in ("WREN_RUN_DIR", "WREN_STATE_DIR"):
             Path(env[key]).mkdir(parents=True, exist_ok=True)
         self.procs.start(f"{node.name}-agent", node.netns, [str(BIN / "wren-agent")], env=env)
-        self.procs.start(f"{node.name}-bgp", node.netns, [str(BIN / "wren-bgp")], env=env)
+        if self.uses_bgp:
+            self.procs.start(f"{node.name}-bgp", node.netns, [str(BIN / "wren-bgp")], env=env)
 
     def stop_node(self, node: LabNode) -> None:
         self.procs.stop(f"{node.name}-bgp")
