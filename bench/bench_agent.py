@@ -10,14 +10,17 @@ pool, so those become `via VTEP dev vxlan.calico onlink` routes from the datasto
   * latency   K endpoints written one at a time (WEP bodies straight into etcd, as the CNI
               plugin does; their veths exist already) → their route seen by a netlink monitor
               in the node's namespace; p50/p99
-Needs root. `.venv/bin/python bench/bench_agent.py --endpoints 10000 [--events 200]`.
+Needs root. `.venv/bin/python bench/bench_agent.py --endpoints 10000 [--events 100]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import secrets
+import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -26,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import percentile, summary, write_result
+from common import RESULTS, percentile, summary, write_result
 
 from agent.kernel.netlink import decode_route, iter_messages
 from agent.kernel.netns import in_netns
@@ -143,8 +146,10 @@ def block_body(i: int) -> dict[str, Any]:
                      "unallocated": list(range(64)), "attributes": []}}
 
 
-def veths(ns: str, names: list[str]) -> None:
-    lines = [f"link add {n} type veth peer name p{n[4:]}" for n in names]
+def veths(ns: str, names: list[str], *, peers_ns: str) -> None:
+    """The pods' ends go to one other namespace, so the node sees one link per pod, as a real
+    node does (its pods' ends live in the pods' own namespaces)."""
+    lines = [f"link add {n} type veth peer name p{n[4:]} netns {peers_ns}" for n in names]
     lines += [f"link set {n} up" for n in names]
     subprocess.run(["ip", "-n", ns, "-batch", "-"], input="\n".join(lines) + "\n", text=True,
                    check=True)
@@ -158,7 +163,12 @@ def status(pid: int) -> dict[str, int]:
     return out
 
 
-def run(endpoints: int, events: int, work: Path) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
+
+
+def run(endpoints: int, events: int, work: Path, *, profile: bool) -> dict[str, Any]:
     topo = Topology(prefix=f"wt-bn{secrets.token_hex(2)}-", node_count=1)
     node = topo.nodes[0]
     cluster = LabCluster(topo=topo, mode="vxlan", work=work / "lab")
@@ -170,7 +180,9 @@ def run(endpoints: int, events: int, work: Path) -> dict[str, Any]:
         cluster.start_etcd()
         cluster.configure(cluster_docs(node.name, str(node.address)))
         start = time.monotonic()
-        veths(node.netns, [f"cali{i:05d}" for i in range(endpoints + events)])
+        pods_ns = f"{topo.prefix}pods"  # topo.destroy() removes it with the rest of the prefix
+        subprocess.run(["ip", "netns", "add", pods_ns], check=True)
+        veths(node.netns, [f"cali{i:05d}" for i in range(endpoints + events)], peers_ns=pods_ns)
         result["veth_setup_s"] = round(time.monotonic() - start, 2)
         env = cluster.node_env(node)
         start = time.monotonic()
@@ -200,6 +212,13 @@ def run(endpoints: int, events: int, work: Path) -> dict[str, Any]:
         time.sleep(3.0)  # let it settle (upkeep, health, the first gc.freeze())
         pid = proc.popen.pid
         result["rss_kb"] = status(pid)
+        result["agent_cpu_s_at_sync"] = cpu_seconds(pid)
+        profiler = None
+        if profile and shutil.which("py-spy", path=str(BIN)):
+            out = RESULTS / f"profile-agent-{endpoints}.svg"
+            profiler = subprocess.Popen([str(BIN / "py-spy"), "record", "--pid", str(pid),
+                                         "--output", str(out), "--nonblocking"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         samples: list[float] = []
         missed = 0
@@ -209,7 +228,7 @@ def run(endpoints: int, events: int, work: Path) -> dict[str, Any]:
                 body = wep_body(node.name, i, iface=f"cali{i:05d}", ip=wep_ip(i))
                 t0 = time.monotonic()
                 backend.create(body)
-                seen = monitor.wait_for(f"{wep_ip(i)}/32", timeout=10.0)
+                seen = monitor.wait_for(f"{wep_ip(i)}/32", timeout=60.0)
                 if seen is None:
                     missed += 1
                 else:
@@ -220,6 +239,9 @@ def run(endpoints: int, events: int, work: Path) -> dict[str, Any]:
                                 "missed": missed}
         del result["latency_ms"]["samples"]
         result["rss_after_events_kb"] = status(pid)
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes its flame graph on SIGINT
+            profiler.wait(timeout=60)
         backend.close()
         return result
     finally:
@@ -231,13 +253,24 @@ def run(endpoints: int, events: int, work: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--endpoints", default="100,10000")
-    parser.add_argument("--events", type=int, default=200)
+    parser.add_argument("--events", type=int, default=100)
+    parser.add_argument("--events-large", type=int, default=20,
+                        help="events for runs above 1,000 endpoints (each is slow there)")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy flame graph of the agent during the events")
     parser.add_argument("--out", default="agent")
     args = parser.parse_args()
+
+    def stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)  # so `finally` cleans up
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     runs = []
     with tempfile.TemporaryDirectory(prefix="wt-bn-") as tmp:
         for e in (int(s) for s in args.endpoints.split(",")):
-            res = run(e, args.events, Path(tmp) / str(e))
+            events = args.events if e <= 1000 else args.events_large
+            res = run(e, events, Path(tmp) / str(e), profile=args.profile)
             print(res, flush=True)
             runs.append(res)
     path = write_result(args.out, {"benchmark": "wren-agent against etcd", "runs": runs,

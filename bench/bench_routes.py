@@ -11,7 +11,8 @@ Needs root. `.venv/bin/python bench/bench_routes.py [--sizes 1000,10000,50000] [
 Columns (milliseconds; median and min-max over the runs):
   ip-batch  `ip -n NS -batch FILE` of the same routes and neighbours, process start included
   tables    RouteTable + NeighTable from nothing: replace_all + apply (dumps, diff, writes)
-  ratio     tables / ip-batch, per run, then the median
+  ratio     tables / ip-batch, per run, then the median (the JSON also has routes and
+            neighbours apart: each is its own `ip -batch` and its own table)
   restart   fresh tables over the programmed kernel: replace_all + apply (must write nothing)
   resync    the periodic resync of the running tables (dump + diff; asserted to write nothing)
   build     making the Route/Neighbour objects (not in the other columns)
@@ -67,18 +68,26 @@ def vteps() -> list[tuple[str, str]]:
             for i in range(REMOTE)]
 
 
-def run_ip_batch(n: int) -> float:
-    with namespace(setup_lines()) as ns, tempfile.NamedTemporaryFile("w", suffix=".batch") as f:
-        f.write("".join(f"route add {dst} dev {dev} scope link proto 80\n"
-                        for dst, dev in workloads(n)))
-        f.write("".join(f"route add {dst} via {gw} dev eth0 onlink proto 80\n"
-                        for dst, gw in remote_blocks()))
-        f.write("".join(f"neigh replace {ip} lladdr {mac} dev {VXLAN} nud permanent\n"
-                        for ip, mac in vteps()))
-        f.flush()
+def run_ip_batch(n: int) -> dict[str, float]:
+    """Routes, then neighbours, each one `ip -batch` (so each part has its own ratio)."""
+    with (namespace(setup_lines()) as ns,
+          tempfile.NamedTemporaryFile("w", suffix=".batch") as routes,
+          tempfile.NamedTemporaryFile("w", suffix=".batch") as neigh):
+        routes.write("".join(f"route add {dst} dev {dev} scope link proto 80\n"
+                             for dst, dev in workloads(n)))
+        routes.write("".join(f"route add {dst} via {gw} dev eth0 onlink proto 80\n"
+                             for dst, gw in remote_blocks()))
+        neigh.write("".join(f"neigh replace {ip} lladdr {mac} dev {VXLAN} nud permanent\n"
+                            for ip, mac in vteps()))
+        routes.flush()
+        neigh.flush()
         start = time.perf_counter()
-        subprocess.run(["ip", "-n", ns, "-batch", f.name], check=True)
-        return time.perf_counter() - start
+        subprocess.run(["ip", "-n", ns, "-batch", routes.name], check=True)
+        middle = time.perf_counter()
+        subprocess.run(["ip", "-n", ns, "-batch", neigh.name], check=True)
+        end = time.perf_counter()
+        return {"ip_batch": end - start, "ip_batch_routes": middle - start,
+                "ip_batch_neigh": end - middle}
 
 
 def desired(n: int) -> tuple[list[Route], list[Neighbour]]:
@@ -141,7 +150,8 @@ def run_tables(n: int) -> dict[str, float]:
             ipr.close()
 
 
-COLUMNS = ("ip_batch", "tables", "ratio", "tables_routes", "tables_neigh", "restart", "resync",
+COLUMNS = ("ip_batch", "ip_batch_routes", "ip_batch_neigh", "tables", "ratio", "ratio_routes",
+           "ratio_neigh", "tables_routes", "tables_neigh", "restart", "resync",
            "resync_routes", "resync_neigh", "build")
 
 
@@ -157,13 +167,15 @@ def main() -> None:
     for n in (int(s) for s in args.sizes.split(",")):
         samples: dict[str, list[float]] = {c: [] for c in COLUMNS}
         for _ in range(args.runs):  # interleaved, so machine noise hits both alike
-            ip_batch = run_ip_batch(n)
+            batch = run_ip_batch(n)
             tables = run_tables(n)
-            samples["ip_batch"].append(ip_batch)
-            samples["ratio"].append(tables["tables"] / ip_batch)
-            for key, value in tables.items():
+            samples["ratio"].append(tables["tables"] / batch["ip_batch"])
+            samples["ratio_routes"].append(tables["tables_routes"] / batch["ip_batch_routes"])
+            samples["ratio_neigh"].append(tables["tables_neigh"] / batch["ip_batch_neigh"])
+            for key, value in (batch | tables).items():
                 samples[key].append(value)
-        row = {c: summary(v, scale=1.0 if c == "ratio" else 1000.0) for c, v in samples.items()}
+        row = {c: summary(v, scale=1.0 if c.startswith("ratio") else 1000.0)
+               for c, v in samples.items()}
         results[str(n)] = row
         print(f"{n:>7} | {fmt(row['ip_batch']):>18} | {fmt(row['tables']):>18} | "
               f"{row['ratio']['median']:6.2f} | {fmt(row['restart']):>18} | "
