@@ -12,6 +12,8 @@ import threading
 import time
 from types import FrameType
 
+from agent.agent import Agent
+from agent.bgp_link import BGPChannelLink, make_bgp_link
 from agent.config import AgentConfig, ConfigError
 from agent.wiring import build_agent, start_background
 from wren.datastore.connect import backend_from_env
@@ -32,7 +34,14 @@ def main() -> int:
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
-    wired = build_agent(cfg, backend)
+    # Calico's CALICO_NETWORKING_BACKEND: "bird" (here: wren-bgp) by default; "vxlan" and
+    # "none" run no BGP, so the agent does not wait for a sidecar.
+    networking = cfg.env.get("CALICO_NETWORKING_BACKEND", "bird").lower()
+    bgp_factory = None
+    if networking not in ("vxlan", "none"):
+        def bgp_factory(cfg: AgentConfig, agent: Agent) -> BGPChannelLink:
+            return make_bgp_link(cfg, agent, backend.read_secret)
+    wired = build_agent(cfg, backend, bgp_factory=bgp_factory)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal received; stopping", signal=signal.Signals(signum).name)

@@ -123,6 +123,9 @@ def build_agent(cfg: AgentConfig, backend: Backend, *,
     if bgp_factory is not None:
         agent_bgp = bgp_factory(cfg, agent)
         agent._bgp = agent_bgp  # the link needs the agent's queue; the agent needs the link
+        stop_bgp = getattr(agent_bgp, "stop", None)
+        if callable(stop_bgp):
+            closers.append(stop_bgp)
     listener = KernelEventListener(agent.events)  # type: ignore[arg-type]
     closers.append(listener.stop)
     health_server = HealthServer(health, host=cfg.health_host, port=cfg.health_port)

@@ -1,0 +1,66 @@
+"""Import and export policy: which learned paths we keep, which of our prefixes a peer gets.
+
+Calico's BIRD filters are the reference: from the cluster's own peers we take only prefixes
+inside the IP pools (and the service ranges), never our own blocks or a default route; a
+BGPFilter on a peer decides first (first matching rule wins), the default decides the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from bgp.exabgp_json import Attributes
+from bgp.intent import BGPIntent, FilterRule, IPNetwork, PeerIntent
+
+__all__ = ["Verdict", "export_allowed", "import_verdict", "rule_matches"]
+
+Verdict = str  # "accept" or the reason the path was dropped
+
+
+def rule_matches(rule: FilterRule, prefix: IPNetwork) -> bool:
+    if rule.cidr is not None and rule.match_operator is not None:
+        if rule.cidr.version != prefix.version:
+            return False
+        inside = prefix.subnet_of(rule.cidr)  # type: ignore[arg-type]
+        equal = prefix == rule.cidr
+        hit = {"Equal": equal, "NotEqual": not equal, "In": inside,
+               "NotIn": not inside}[rule.match_operator]
+        if not hit:
+            return False
+    if rule.min_len is not None and prefix.prefixlen < rule.min_len:
+        return False
+    return not (rule.max_len is not None and prefix.prefixlen > rule.max_len)
+
+
+def _first_rule(rules: Iterable[FilterRule], prefix: IPNetwork) -> str | None:
+    for rule in rules:
+        if rule_matches(rule, prefix):
+            return rule.action
+    return None
+
+
+def import_verdict(intent: BGPIntent, peer: PeerIntent, prefix: IPNetwork,
+                   attrs: Attributes) -> Verdict:
+    if any(prefix.overlaps(own) for own in intent.own):
+        return "own block"
+    if attrs.originator_id == str(intent.router_id):
+        return "originator is us"  # RFC 4456 loop prevention
+    if intent.cluster_id is not None and str(intent.cluster_id) in attrs.cluster_list:
+        return "cluster loop"
+    if peer.ebgp and peer.local_as in attrs.as_path:
+        return "AS path loop"
+    decided = _first_rule(peer.import_rules, prefix)
+    if decided == "Reject":
+        return "filter reject"
+    if decided == "Accept":
+        return "accept"
+    if prefix.prefixlen == 0:
+        return "default route"
+    if not any(prefix.version == net.version and prefix.subnet_of(net)  # type: ignore[arg-type]
+               for net in intent.accept):
+        return "outside pools"
+    return "accept"
+
+
+def export_allowed(peer: PeerIntent, prefix: IPNetwork) -> bool:
+    return _first_rule(peer.export_rules, prefix) != "Reject"

@@ -1,0 +1,246 @@
+"""What we learned, per peer, and what each peer should get from us. Pure, clock injected.
+
+    ExaBGP updates ──► Adj-RIB-In (per peer, raw) ──import policy──► accepted ──best path──►
+        learned (prefix → next hop, for the agent)
+        reflected (route reflectors only: RFC 4456 to clients / non-clients)
+    intent.announce ──export policy──► Adj-RIB-Out wanted per peer (ours + reflected)
+
+ExaBGP keeps no RIB of what it receives and chooses no best path: this does both. Graceful
+restart (helper side, RFC 4724): when a peer that advertised GR goes down its paths stay, marked
+stale, until it sends End-of-RIB after coming back or its restart time runs out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from bgp.exabgp_json import Attributes
+from bgp.intent import BGPIntent, IPAddress, IPNetwork, PeerIntent
+from bgp.policy import export_allowed, import_verdict
+
+__all__ = ["OutRoute", "Path", "PeerCounters", "Rib"]
+
+
+@dataclass(frozen=True, slots=True)
+class Path:
+    prefix: IPNetwork
+    next_hop: IPAddress
+    peer: IPAddress
+    attributes: Attributes
+    stale: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OutRoute:
+    """One prefix as we announce it to one peer."""
+
+    prefix: IPNetwork
+    next_hop: IPAddress
+    local_pref: int | None = None
+    communities: tuple[str, ...] = ()
+    as_path: tuple[int, ...] = ()
+    originator_id: str | None = None
+    cluster_list: tuple[str, ...] = ()
+
+    def attribute_key(self) -> tuple[object, ...]:
+        return (self.next_hop, self.local_pref, self.communities, self.as_path,
+                self.originator_id, self.cluster_list)
+
+
+@dataclass
+class PeerCounters:
+    received: int = 0
+    accepted: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+
+
+class Rib:
+    def __init__(self, intent: BGPIntent, *, clock: Callable[[], float]) -> None:
+        self.intent = intent
+        self._clock = clock
+        self._peers = {p.address: p for p in intent.peers}
+        self.adj_in: dict[IPAddress, dict[IPNetwork, Path]] = {}
+        self.accepted: dict[IPAddress, dict[IPNetwork, Path]] = {}
+        self.rejected: dict[IPAddress, dict[IPNetwork, str]] = {}
+        self.router_ids: dict[IPAddress, str] = {}
+        self.restart_times: dict[IPAddress, int] = {}
+        self.stale_until: dict[IPAddress, float] = {}
+        self._best: dict[IPNetwork, Path] = {}
+        self._by_prefix: dict[IPNetwork, set[IPAddress]] = {}
+        self.version = 0  # bumps whenever `learned` may have changed
+
+    # -- configuration ---------------------------------------------------------------------
+    def set_intent(self, intent: BGPIntent) -> None:
+        """New peers, pools or blocks: drop paths of peers that are gone, re-judge the rest."""
+        self.intent = intent
+        self._peers = {p.address: p for p in intent.peers}
+        for peer in list(self.adj_in):
+            if peer not in self._peers:
+                self.drop_peer(peer)
+        for peer, paths in self.adj_in.items():
+            self._judge(peer, paths.values())
+        self._rebuild_best(set(self._by_prefix))
+
+    # -- events from ExaBGP ----------------------------------------------------------------
+    def on_open(self, peer: IPAddress, router_id: str, restart_time: int) -> None:
+        self.router_ids[peer] = router_id
+        self.restart_times[peer] = restart_time
+
+    def on_update(self, peer: IPAddress, announced: Iterable[tuple[IPNetwork, IPAddress]],
+                  withdrawn: Iterable[IPNetwork], attrs: Attributes) -> None:
+        if peer not in self._peers:
+            return
+        table = self.adj_in.setdefault(peer, {})
+        touched: set[IPNetwork] = set()
+        new: list[Path] = []
+        for prefix in withdrawn:
+            if table.pop(prefix, None) is not None:
+                touched.add(prefix)
+                self.accepted.get(peer, {}).pop(prefix, None)
+                self.rejected.get(peer, {}).pop(prefix, None)
+        for prefix, next_hop in announced:
+            path = Path(prefix=prefix, next_hop=next_hop, peer=peer, attributes=attrs)
+            table[prefix] = path
+            new.append(path)
+            touched.add(prefix)
+        self._judge(peer, new)
+        self._rebuild_best(touched)
+
+    def on_down(self, peer: IPAddress) -> None:
+        """Session lost: keep the paths as stale if both sides do graceful restart."""
+        intent = self._peers.get(peer)
+        restart = min(self.restart_times.get(peer, 0), intent.restart_time if intent else 0)
+        if restart <= 0 or not self.adj_in.get(peer):
+            self.drop_peer(peer)
+            return
+        self.stale_until[peer] = self._clock() + restart
+        for table in (self.adj_in, self.accepted):
+            paths = table.get(peer, {})
+            for prefix, path in paths.items():
+                paths[prefix] = Path(path.prefix, path.next_hop, path.peer, path.attributes,
+                                     stale=True)
+
+    def all_down(self, restart_time: int) -> None:
+        """Our own speaker restarts: every peer's paths are kept for `restart_time` as stale."""
+        for peer in list(self.adj_in):
+            self.restart_times[peer] = max(self.restart_times.get(peer, 0), restart_time)
+            self.on_down(peer)
+
+    def on_end_of_rib(self, peer: IPAddress) -> None:
+        """The peer re-sent everything it has: what is still stale is gone."""
+        self.stale_until.pop(peer, None)
+        for table in (self.adj_in, self.accepted):
+            paths = table.get(peer, {})
+            gone = [p for p, path in paths.items() if path.stale]
+            for prefix in gone:
+                del paths[prefix]
+        self._rebuild_best(set(self._by_prefix))
+
+    def expire(self) -> bool:
+        """Sweep peers whose restart time ran out; True if any was swept."""
+        now = self._clock()
+        late = [peer for peer, until in self.stale_until.items() if until <= now]
+        for peer in late:
+            self.on_end_of_rib(peer)
+        return bool(late)
+
+    def next_deadline(self) -> float | None:
+        return min(self.stale_until.values(), default=None)
+
+    def drop_peer(self, peer: IPAddress) -> None:
+        self.stale_until.pop(peer, None)
+        gone = set(self.adj_in.pop(peer, {}))
+        self.accepted.pop(peer, None)
+        self.rejected.pop(peer, None)
+        self._rebuild_best(gone)
+
+    # -- results ---------------------------------------------------------------------------
+    def learned(self) -> dict[IPNetwork, tuple[IPAddress, IPAddress]]:
+        """prefix → (next hop, peer) of the best path."""
+        return {prefix: (path.next_hop, path.peer) for prefix, path in self._best.items()}
+
+    def counters(self, peer: IPAddress) -> PeerCounters:
+        rejected: dict[str, int] = {}
+        for reason in self.rejected.get(peer, {}).values():
+            rejected[reason] = rejected.get(reason, 0) + 1
+        return PeerCounters(received=len(self.adj_in.get(peer, {})),
+                            accepted=len(self.accepted.get(peer, {})), rejected=rejected)
+
+    def wanted_out(self, peer: PeerIntent) -> dict[IPNetwork, OutRoute]:
+        """Everything this peer should have from us now."""
+        intent = self.intent
+        hop = intent.address if peer.address.version == 4 else (intent.address6 or intent.address)
+        out: dict[IPNetwork, OutRoute] = {}
+        for ann in intent.announce:
+            if ann.prefix.version == peer.address.version and export_allowed(peer, ann.prefix):
+                out[ann.prefix] = OutRoute(prefix=ann.prefix, next_hop=hop,
+                                           communities=ann.communities)
+        if intent.cluster_id is None or peer.ebgp:
+            return out
+        # Route reflection (RFC 4456): from a client to everyone; from a non-client to clients.
+        cluster = str(intent.cluster_id)
+        for prefix, path in self._best.items():
+            source = self._peers.get(path.peer)
+            if source is None or source.ebgp or path.peer == peer.address or prefix in out:
+                continue
+            if prefix.version != peer.address.version:
+                continue
+            if not (source.rr_client or peer.rr_client):
+                continue
+            a = path.attributes
+            originator = a.originator_id or self.router_ids.get(path.peer) or str(path.peer)
+            if originator == self.router_ids.get(peer.address):
+                continue  # the peer would drop it as its own (and BIRD does so silently)
+            if not export_allowed(peer, prefix):
+                continue
+            next_hop = hop if peer.next_hop_mode == "Self" else path.next_hop
+            out[prefix] = OutRoute(prefix=prefix, next_hop=next_hop, local_pref=a.local_pref,
+                                   communities=a.communities, as_path=a.as_path,
+                                   originator_id=originator,
+                                   cluster_list=(cluster, *a.cluster_list))
+        return out
+
+    # -- internals -------------------------------------------------------------------------
+    def _judge(self, peer: IPAddress, paths: Iterable[Path]) -> None:
+        intent_peer = self._peers.get(peer)
+        accepted = self.accepted.setdefault(peer, {})
+        rejected = self.rejected.setdefault(peer, {})
+        for path in paths:
+            verdict = ("peer not configured" if intent_peer is None else
+                       import_verdict(self.intent, intent_peer, path.prefix, path.attributes))
+            if verdict == "accept":
+                accepted[path.prefix] = path
+                rejected.pop(path.prefix, None)
+            else:
+                accepted.pop(path.prefix, None)
+                rejected[path.prefix] = verdict
+            self._by_prefix.setdefault(path.prefix, set()).add(peer)
+
+    def _rebuild_best(self, prefixes: set[IPNetwork]) -> None:
+        for prefix in prefixes:
+            candidates = [self.accepted[p][prefix] for p in self._by_prefix.get(prefix, ())
+                          if prefix in self.accepted.get(p, {})]
+            if not candidates:
+                holders = {p for p in self._by_prefix.get(prefix, ())
+                           if prefix in self.adj_in.get(p, {})}
+                if holders:
+                    self._by_prefix[prefix] = holders
+                else:
+                    self._by_prefix.pop(prefix, None)
+                if self._best.pop(prefix, None) is not None:
+                    self.version += 1
+                continue
+            best = min(candidates, key=self._rank)
+            if self._best.get(prefix) != best:
+                self._best[prefix] = best
+                self.version += 1
+
+    def _rank(self, path: Path) -> tuple[object, ...]:
+        """Lower is better: local preference, AS path length, eBGP over iBGP, then the
+        lowest router ID / address, so every node picks the same path."""
+        a = path.attributes
+        peer = self._peers.get(path.peer)
+        return (path.stale, -(a.local_pref if a.local_pref is not None else 100),
+                len(a.as_path), 0 if peer is not None and peer.ebgp else 1,
+                self.router_ids.get(path.peer, ""), path.peer)

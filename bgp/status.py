@@ -1,0 +1,56 @@
+"""The sidecar's status file (for `wrenctl node status`), written atomically in the run dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PeerStatus", "SidecarStatus", "read_status", "status_path", "write_status"]
+
+
+@dataclass
+class PeerStatus:
+    address: str
+    type: str
+    name: str
+    state: str = "start"  # up | start | down (calicoctl's words)
+    since: float = field(default_factory=time.time)  # wall clock of the last state change
+    info: str = "Connect"
+    received: int = 0
+    accepted: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class SidecarStatus:
+    node: str
+    pid: int
+    exabgp_pid: int | None
+    updated: float
+    peers: list[PeerStatus]
+    learned: int = 0
+    announced: int = 0
+
+
+def status_path(run_dir: Path) -> Path:
+    return run_dir / "bgp-status.json"
+
+
+def write_status(run_dir: Path, status: SidecarStatus) -> None:
+    path = status_path(run_dir)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(status)))
+    os.replace(tmp, path)
+
+
+def read_status(run_dir: Path) -> SidecarStatus | None:
+    try:
+        raw: dict[str, Any] = json.loads(status_path(run_dir).read_text())
+    except (OSError, ValueError):
+        return None
+    peers = [PeerStatus(**p) for p in raw.pop("peers", [])]
+    return SidecarStatus(peers=peers, **raw)
