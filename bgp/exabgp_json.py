@@ -166,7 +166,8 @@ def _neighbor_list(items: list[Any]) -> NeighborList:
             raise MessageError("show neighbor reply: an item without a peer object")
         peer = item["peer"]
         out.append(NeighborInfo(peer=_addr(peer.get("address"), "show neighbor peer.address"),
-                                up=item.get("state") == "up", fsm=str(item.get("fsm", "")),
+                                up=str(item.get("fsm", "")).lower() == "established",
+                                fsm=str(item.get("fsm", "")),
                                 router_id=str(peer.get("id") or "")))
     return NeighborList(neighbors=tuple(out))
 

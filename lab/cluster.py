@@ -281,3 +281,5 @@ class LabCluster:
     def down(self) -> None:
         self.procs.stop_all()
         self.topo.destroy()
+        for node in self.topo.nodes:  # per-node run/state dirs: no stale BGP intent cache
+            shutil.rmtree(self.work / node.name, ignore_errors=True)

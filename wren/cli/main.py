@@ -22,6 +22,7 @@ __all__ = ["COMMAND_MODULES", "WrenctlGroup", "build_cli", "cli", "main"]
 
 COMMAND_MODULES: tuple[str, ...] = (
     "wren.cli.ipam",
+    "wren.cli.node",
     "wren.cli.resources",
     "wren.cli.version",
 )
