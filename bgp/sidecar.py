@@ -129,6 +129,9 @@ class Sidecar:
         self._status_at = 0.0
         self._poll_at = 0.0
         self._stopping = False
+        self._resync = False
+        self._status_dirty = True
+        self._status_soon = 0.0
         self._sync_status()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -258,8 +261,10 @@ class Sidecar:
         if self.relay is not None and now >= self._poll_at and self.pacer.idle:
             self._poll_at = now + POLL_INTERVAL
             self.pacer.send(["show neighbor json"])
-        if now >= self._status_at:
+        if now >= self._status_at or (self._status_dirty and now >= self._status_soon):
             self._status_at = now + STATUS_INTERVAL
+            self._status_soon = now + 0.2
+            self._status_dirty = False
             self._write_status()
 
     # -- agent side ------------------------------------------------------------------------
@@ -377,6 +382,7 @@ class Sidecar:
         # A new relay (ExaBGP restarted it, or ExaBGP itself restarted) heard nothing so far:
         # ask which sessions are up; the reply re-syncs everything (`_on_neighbors`).
         self._poll_at = self._clock() + POLL_INTERVAL
+        self._resync = True
         self.pacer.send(["show neighbor json"])
 
     def _write_relay(self, lines: list[str]) -> None:
@@ -453,17 +459,23 @@ class Sidecar:
                       stale=address in self.rib.stale_until)
 
     def _on_neighbors(self, reply: NeighborList) -> None:
+        # Only the first reply after a relay (re)connects re-syncs sessions: later ones are for
+        # the status only, since ExaBGP's up/down events reach a connected relay reliably and
+        # a reply can be older than an event that overtook it.
+        resync, self._resync = self._resync, False
         for info in reply.neighbors:
             if info.router_id and info.router_id != "0.0.0.0":
                 self.rib.router_ids.setdefault(info.peer, info.router_id)
-            if info.up and info.peer not in self.up:
+            if not resync:
+                pass
+            elif info.up and info.peer not in self.up:
                 self._on_up(info.peer)  # we missed its `up` (new relay): resend, ask again
                 family = "ipv4 unicast" if info.peer.version == 4 else "ipv6 unicast"
                 self.pacer.send([f"neighbor {info.peer} announce route-refresh {family}"])
             elif not info.up and info.peer in self.up:
                 self._on_down(info.peer, "down (missed)")
             status = self.status.get(info.peer)
-            if status is not None and not info.up and info.fsm:
+            if status is not None and info.peer not in self.up and info.fsm:
                 status.info = info.fsm.capitalize()
 
     def _export_all(self) -> None:
@@ -479,6 +491,7 @@ class Sidecar:
 
     # -- status ------------------------------------------------------------------------------
     def _sync_status(self) -> None:
+        self._status_dirty = True
         wanted = {p.address: p for p in (self.intent.peers if self.intent else ())}
         for address in list(self.status):
             if address not in wanted:
@@ -492,6 +505,7 @@ class Sidecar:
                 st.type, st.name = peer.type, peer.name
 
     def _set_state(self, address: IPAddress, state: str | None, info: str) -> None:
+        self._status_dirty = True
         st = self.status.get(address)
         if st is None:
             return
