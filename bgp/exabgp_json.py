@@ -109,7 +109,21 @@ Event = Ack | PeerState | OpenReceived | RouteUpdate | EndOfRib | Notification |
 
 
 def parse_line(line: str) -> Event | None:
-    """One line from ExaBGP; None for lines worth nothing (e.g. `connected` noise)."""
+    """One line from ExaBGP; None for lines worth nothing (e.g. `connected` noise).
+
+    Raises only `MessageError`: a field of the wrong type deep in a message (say a non-numeric
+    AS number) would otherwise surface as a bare ValueError or TypeError that the caller does not
+    expect to skip.
+    """
+    try:
+        return _parse(line)
+    except MessageError:
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError) as err:
+        raise MessageError(f"malformed message ({err}): {line.strip()[:120]!r}") from None
+
+
+def _parse(line: str) -> Event | None:
     text = line.strip()
     if text in ("done", "error"):
         return Ack(ok=text == "done")
@@ -127,6 +141,8 @@ def parse_line(line: str) -> Event | None:
     if version != API_VERSION:
         raise MessageError(f"API version {version!r}, this sidecar speaks {API_VERSION}")
     kind = msg.get("type")
+    if kind == "notification" and msg.get("notification") == "shutdown":
+        return None  # ExaBGP itself is stopping; it names no peer (the process exit tells us)
     neighbor = _obj(msg, "neighbor")
     peer = _addr(_obj(neighbor, "address").get("peer"), "neighbor.address.peer")
     if kind == "state":
