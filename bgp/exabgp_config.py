@@ -7,6 +7,7 @@ ExaBGP's `reload` sees unchanged peers as identical and leaves their sessions al
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 
 from bgp.intent import BGPIntent, PeerIntent
@@ -50,7 +51,10 @@ def _neighbor(intent: BGPIntent, peer: PeerIntent) -> list[str]:
     if hold is not None:
         out.append(f"    hold-time {hold};")
     if peer.password:
-        out.append(f"    md5-password \"{_quote_free(peer.password)}\";")
+        # Base64: ExaBGP's configuration parser has no escape for a quote, so a password with
+        # `"` or `'` in it would make the whole file invalid; its plain form is also ASCII-only.
+        key = base64.b64encode(peer.password.encode()).decode("ascii")
+        out += [f"    md5-password \"{key}\";", "    md5-base64 true;"]
     if peer.ttl_security:
         # GTSM (RFC 5082): send at 255, accept only what came at most N-1 hops.
         out.append("    outgoing-ttl 255;")
