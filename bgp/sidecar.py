@@ -17,6 +17,7 @@ agent reconnects. It never writes the kernel (the agent does) nor reads the data
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import ipaddress
 import json
@@ -48,6 +49,7 @@ from bgp.exabgp_json import (
     parse_line,
 )
 from bgp.intent import BGPIntent, IntentError, IPAddress, IPNetwork, PeerIntent
+from bgp.probe import probe
 from bgp.rib import OutRoute, Rib
 from bgp.status import PeerStatus, SidecarStatus, write_status
 from wren.log import configure_logging, get_logger
@@ -559,9 +561,20 @@ def _die_with_parent() -> None:
     libc.prctl(1, signal.SIGKILL)
 
 
-def main() -> int:
-    configure_logging()
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wren-bgp", description="Wren's BGP sidecar (ExaBGP).")
+    probes = parser.add_mutually_exclusive_group()
+    probes.add_argument("--live", action="store_true",
+                        help="exit 0 if a running sidecar is looping (liveness probe)")
+    probes.add_argument("--ready", action="store_true",
+                        help="exit 0 if every BGP session is established (readiness probe)")
+    args = parser.parse_args(argv)
     cfg = SidecarConfig.from_env()
+    if args.live or args.ready:
+        code, message = probe(cfg.run_dir, "live" if args.live else "ready")
+        print(message, file=sys.stderr if code else sys.stdout)
+        return code
+    configure_logging()
     stop = threading.Event()
     sidecar = Sidecar(cfg)
     pid_file = cfg.run_dir / "wren-bgp.pid"

@@ -11,6 +11,7 @@ import ipaddress
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -118,6 +119,18 @@ def test_node_status_shows_mesh_peers_established(mesh: LabCluster) -> None:
     for name in ("n2", "n3"):
         row = next(line for line in out.splitlines() if f"| {address(mesh, name)} " in line)
         assert "| up " in row and "Established" in row
+
+
+def test_sidecar_probes_pass_once_every_session_is_up(mesh: LabCluster) -> None:
+    env = {**os.environ, **mesh.node_env(mesh.topo.nodes[0])}
+
+    def probe(flag: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN / "wren-bgp"), flag], env=env, capture_output=True,
+                              text=True, check=False, timeout=60)
+
+    assert probe("--live").returncode == 0
+    wait_for(lambda: probe("--ready").returncode == 0, timeout=60,
+             what="n1's sidecar to be ready (mesh peers and the router established)")
 
 
 def _watch_learned(cluster: LabCluster, node: LabNode, prefix: str,

@@ -300,6 +300,18 @@ def test_probes_hit_the_agents_health_endpoints() -> None:
         assert f'"{path}"' in health_source
 
 
+def test_sidecar_probes_call_the_flags_wren_bgp_accepts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bgp.sidecar import main
+
+    monkeypatch.setenv("WREN_RUN_DIR", str(tmp_path))  # empty: no sidecar runs, probes fail
+    sidecar = _container("wren-bgp")
+    for probe, flag in (("livenessProbe", "--live"), ("readinessProbe", "--ready")):
+        command = sidecar[probe]["exec"]["command"]
+        assert command == [sidecar["command"][0], flag]
+        assert main(command[1:]) == 1  # an unknown flag would be argparse's SystemExit(2)
+
+
 def test_daemonset_runs_everywhere_on_the_host_network_one_node_at_a_time() -> None:
     assert POD["hostNetwork"] is True
     assert {"operator": "Exists"} in POD["tolerations"]
