@@ -1,0 +1,473 @@
+"""The agent's BGP intent: who this node peers with and what it announces, as Calico does it.
+
+Inputs are built from raw v3 bodies through the real model parser, so every resource here is one
+that validation lets through.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+from agent.calc.bgp_intent import BGPInputs, compute_intent
+from bgp.intent import BGPIntent, FilterRule, PeerIntent
+from wren.model import (
+    BGPConfiguration,
+    BGPFilter,
+    BGPPeer,
+    BlockAffinity,
+    IPAMBlock,
+    IPPool,
+    Node,
+    Resource,
+    parse_as,
+)
+
+R = TypeVar("R", bound=Resource)
+ip = ipaddress.ip_address
+net = ipaddress.ip_network
+
+
+def res(cls: type[R], name: str, spec: Mapping[str, Any],
+        labels: Mapping[str, str] | None = None) -> R:
+    meta: dict[str, Any] = {"name": name}
+    if labels:
+        meta["labels"] = dict(labels)
+    return parse_as(cls, {"apiVersion": "projectcalico.org/v3", "kind": cls.KIND,
+                          "metadata": meta, "spec": dict(spec)})
+
+
+def node(name: str, addr: str | None, labels: Mapping[str, str] | None = None,
+         **bgp: Any) -> Node:
+    spec: dict[str, Any] = {}
+    if addr is not None:
+        spec["bgp"] = {"ipv4Address": addr, **bgp}
+    return res(Node, name, spec, labels)
+
+
+def pool(name: str, cidr: str, **spec: Any) -> IPPool:
+    return res(IPPool, name, {"cidr": cidr, **spec})
+
+
+def block(cidr: str, owner: str) -> IPAMBlock:
+    size = net(cidr).num_addresses
+    return res(IPAMBlock, cidr.replace("/", "-").replace(".", "-"),
+               {"cidr": cidr, "affinity": f"host:{owner}", "allocations": [None] * size,
+                "unallocated": list(range(size)), "attributes": []})
+
+
+def affinity(owner: str, cidr: str, state: str) -> BlockAffinity:
+    return res(BlockAffinity, f"{owner}-" + cidr.replace("/", "-").replace(".", "-"),
+               {"state": state, "node": owner, "cidr": cidr})
+
+
+def config(**spec: Any) -> BGPConfiguration:
+    return res(BGPConfiguration, "default", spec)
+
+
+def peer(name: str, **spec: Any) -> BGPPeer:
+    return res(BGPPeer, name, spec)
+
+
+def bgp_filter(name: str, **spec: Any) -> BGPFilter:
+    return res(BGPFilter, name, spec)
+
+
+RR_LABEL = {"route-reflector": "true"}
+CLUSTER = "224.0.0.1"
+N1, N2, N3 = (node(f"n{i}", f"10.0.0.{i}/24") for i in (1, 2, 3))
+POOL = pool("default-ipv4-ippool", "10.65.0.0/16")
+SECRETS = {("bgp-secrets", "mesh"): "mesh-pw", ("bgp-secrets", "tor"): "tor-pw"}
+
+
+def intent_of(me: str = "n1", *, nodes: Iterable[Node] = (N1, N2, N3),
+              pools: Iterable[IPPool] = (POOL,), blocks: Iterable[IPAMBlock] = (),
+              affinities: Iterable[BlockAffinity] = (), cfg: BGPConfiguration | None = None,
+              peers: Iterable[BGPPeer] = (), filters: Iterable[BGPFilter] = (),
+              secrets: Mapping[tuple[str, str], str] = SECRETS) -> BGPIntent:
+    intent = maybe_intent(me, nodes=nodes, pools=pools, blocks=blocks, affinities=affinities,
+                          cfg=cfg, peers=peers, filters=filters, secrets=secrets)
+    assert intent is not None
+    return intent
+
+
+def maybe_intent(me: str, *, nodes: Iterable[Node], pools: Iterable[IPPool] = (POOL,),
+                 blocks: Iterable[IPAMBlock] = (), affinities: Iterable[BlockAffinity] = (),
+                 cfg: BGPConfiguration | None = None, peers: Iterable[BGPPeer] = (),
+                 filters: Iterable[BGPFilter] = (),
+                 secrets: Mapping[tuple[str, str], str] = SECRETS) -> BGPIntent | None:
+    inputs = BGPInputs(
+        node_name=me, nodes={n.name: n for n in nodes}, pools={p.name: p for p in pools},
+        blocks={b.name: b for b in blocks}, affinities=tuple(affinities), config=cfg,
+        peers=tuple(peers), filters={f.name: f for f in filters},
+    )
+    return compute_intent(inputs, lambda name, key: secrets.get((name, key)))
+
+
+def by_addr(intent: BGPIntent) -> dict[str, PeerIntent]:
+    return {str(p.address): p for p in intent.peers}
+
+
+# -- who we are ---------------------------------------------------------------------------------
+def test_no_intent_until_our_node_has_a_bgp_ipv4_address() -> None:
+    assert maybe_intent("n1", nodes=(N2, N3)) is None
+    assert maybe_intent("n1", nodes=(node("n1", None), N2)) is None
+
+
+def test_intent_names_our_address_router_id_as_and_ipv6_address() -> None:
+    me = node("n1", "10.0.0.1/24", ipv6Address="fd00::1/64")
+    intent = intent_of(nodes=(me, N2), cfg=config(asNumber=65000, listenPort=1790))
+    assert intent.node == "n1"
+    assert intent.address == ip("10.0.0.1") and intent.router_id == ip("10.0.0.1")
+    assert intent.address6 == ip("fd00::1")
+    assert intent.local_as == 65000
+    assert intent.listen_port == 1790
+    assert intent.cluster_id is None
+
+
+def test_defaults_without_a_bgp_configuration_are_calicos_as_64512_and_port_179() -> None:
+    intent = intent_of()
+    assert intent.local_as == 64512 and intent.listen_port == 179
+    assert {p.peer_as for p in intent.peers} == {64512}
+
+
+# -- node-to-node mesh --------------------------------------------------------------------------
+def test_full_mesh_with_every_other_node_that_has_a_bgp_address() -> None:
+    no_bgp = node("n4", None)
+    intent = intent_of(nodes=(N1, N2, N3, no_bgp))
+    peers = by_addr(intent)
+    assert sorted(peers) == ["10.0.0.2", "10.0.0.3"]
+    p2 = peers["10.0.0.2"]
+    assert p2.type == "node-to-node mesh" and p2.name == "n2" and p2.is_node
+    assert (p2.peer_as, p2.local_as) == (64512, 64512) and not p2.ebgp
+    assert p2.source_address == ip("10.0.0.1")
+    assert p2.port == 179 and p2.restart_time == 120
+    assert p2.password is None and not p2.rr_client
+
+
+def test_mesh_is_ibgp_in_the_global_as_unless_a_node_sets_its_own() -> None:
+    own_as = node("n3", "10.0.0.3/24", asNumber=65003)
+    peers = by_addr(intent_of(nodes=(N1, N2, own_as), cfg=config(asNumber=65000)))
+    assert (peers["10.0.0.2"].peer_as, peers["10.0.0.2"].local_as) == (65000, 65000)
+    assert peers["10.0.0.3"].peer_as == 65003 and peers["10.0.0.3"].ebgp
+
+    me_own_as = node("n1", "10.0.0.1/24", asNumber=65001)
+    intent = intent_of(nodes=(me_own_as, N2), cfg=config(asNumber=65000))
+    assert intent.local_as == 65001
+    assert by_addr(intent)["10.0.0.2"].local_as == 65001
+
+
+def test_only_the_lower_address_dials_so_we_are_passive_towards_lower_addresses() -> None:
+    # 10.0.0.10 > 10.0.0.9 as numbers (not as text): n10 waits for n9 to dial.
+    n9, n10 = node("n9", "10.0.0.9/24"), node("n10", "10.0.0.10/24")
+    n11 = node("n11", "10.0.0.11/24")
+    peers = by_addr(intent_of("n10", nodes=(n9, n10, n11)))
+    assert peers["10.0.0.9"].passive is True
+    assert peers["10.0.0.11"].passive is False
+    # And the other side agrees, so exactly one side dials each session.
+    assert by_addr(intent_of("n9", nodes=(n9, n10, n11)))["10.0.0.10"].passive is False
+
+
+def test_route_reflector_nodes_leave_the_mesh() -> None:
+    rr = node("n3", "10.0.0.3/24", routeReflectorClusterID=CLUSTER)
+    assert sorted(by_addr(intent_of("n1", nodes=(N1, N2, rr)))) == ["10.0.0.2"]
+    reflector = intent_of("n3", nodes=(N1, N2, rr))
+    assert reflector.cluster_id == ip(CLUSTER)
+    assert reflector.peers == ()
+
+
+def test_mesh_disabled_leaves_only_explicit_peers() -> None:
+    tor = peer("tor", peerIP="192.0.2.1", asNumber=65100)
+    intent = intent_of(cfg=config(nodeToNodeMeshEnabled=False), peers=(tor,))
+    assert [p.type for p in intent.peers] == ["global"]
+
+
+def test_mesh_restart_time_comes_from_node_mesh_max_restart_time() -> None:
+    intent = intent_of(cfg=config(nodeMeshMaxRestartTime="5m"))
+    assert {p.restart_time for p in intent.peers} == {300}
+
+
+def test_mesh_password_comes_from_the_secret_through_the_lookup() -> None:
+    cfg = config(nodeMeshPassword={"secretKeyRef": {"name": "bgp-secrets", "key": "mesh"}})
+    intent = intent_of(cfg=cfg)
+    assert {p.password for p in intent.peers} == {"mesh-pw"}
+    assert intent.warnings == ()
+
+
+def test_missing_mesh_password_secret_opens_no_mesh_session_and_warns() -> None:
+    cfg = config(nodeMeshPassword={"secretKeyRef": {"name": "bgp-secrets", "key": "gone"}})
+    tor = peer("tor", peerIP="192.0.2.1", asNumber=65100)
+    intent = intent_of(cfg=cfg, peers=(tor,))
+    assert [str(p.address) for p in intent.peers] == ["192.0.2.1"]
+    assert any("bgp-secrets/gone" in w for w in intent.warnings)
+
+
+# -- BGPPeer by IP ------------------------------------------------------------------------------
+def test_global_peer_by_ip_is_an_ebgp_session_we_dial() -> None:
+    tor = peer("tor", peerIP="192.0.2.1", asNumber=65100)
+    p = by_addr(intent_of(peers=(tor,)))["192.0.2.1"]
+    assert p.type == "global" and p.name == "tor"
+    assert (p.peer_as, p.local_as, p.port) == (65100, 64512, 179) and p.ebgp
+    assert not p.passive and not p.is_node
+    assert p.source_address == ip("10.0.0.1")
+    assert p.next_hop_mode == "Auto" and p.restart_time == 120
+
+
+def test_peer_ip_with_a_port_sets_the_session_port() -> None:
+    tor = peer("tor", peerIP="192.0.2.1:1790", asNumber=65100)
+    p = by_addr(intent_of(peers=(tor,)))["192.0.2.1"]
+    assert p.port == 1790
+
+
+def test_peer_ip_without_as_number_is_skipped_with_a_warning() -> None:
+    intent = intent_of(cfg=config(nodeToNodeMeshEnabled=False),
+                       peers=(peer("tor", peerIP="192.0.2.1"),))
+    assert intent.peers == ()
+    assert any("tor" in w and "asNumber" in w for w in intent.warnings)
+
+
+def test_node_specific_peer_applies_only_to_its_node() -> None:
+    tor = peer("rack1-tor", node="n2", peerIP="192.0.2.1", asNumber=65100)
+    assert "192.0.2.1" not in by_addr(intent_of("n1", peers=(tor,)))
+    p = by_addr(intent_of("n2", peers=(tor,)))["192.0.2.1"]
+    assert p.type == "node specific"
+
+
+def test_node_selector_peer_applies_to_the_selected_nodes_only() -> None:
+    a1 = node("n1", "10.0.0.1/24", labels={"rack": "a"})
+    b2 = node("n2", "10.0.0.2/24", labels={"rack": "b"})
+    tor = peer("rack-a-tor", nodeSelector="rack == 'a'", peerIP="192.0.2.1", asNumber=65100)
+    assert by_addr(intent_of("n1", nodes=(a1, b2), peers=(tor,)))["192.0.2.1"].type == \
+        "node specific"
+    assert "192.0.2.1" not in by_addr(intent_of("n2", nodes=(a1, b2), peers=(tor,)))
+
+
+def test_peer_ip_of_another_node_is_a_node_session_dialled_by_the_lower_address() -> None:
+    cfg = config(nodeToNodeMeshEnabled=False)
+    to_n1 = peer("to-n1", node="n2", peerIP="10.0.0.1", asNumber=64512)
+    p = by_addr(intent_of("n2", cfg=cfg, peers=(to_n1,)))["10.0.0.1"]
+    assert p.is_node and p.passive  # 10.0.0.2 > 10.0.0.1: n1 dials
+    to_n3 = peer("to-n3", node="n2", peerIP="10.0.0.3", asNumber=64512)
+    assert not by_addr(intent_of("n2", cfg=cfg, peers=(to_n3,)))["10.0.0.3"].passive
+
+
+def test_a_peer_on_our_own_address_is_ignored() -> None:
+    self_peer = peer("self", peerIP="10.0.0.1", asNumber=64512)
+    assert "10.0.0.1" not in by_addr(intent_of(peers=(self_peer,)))
+
+
+def test_a_peer_already_in_the_mesh_keeps_its_one_mesh_session() -> None:
+    dup = peer("dup", peerIP="10.0.0.2", asNumber=64512)
+    intent = intent_of(peers=(dup,))
+    assert [p.type for p in intent.peers if str(p.address) == "10.0.0.2"] == \
+        ["node-to-node mesh"]
+
+
+def test_peer_password_comes_from_its_secret() -> None:
+    tor = peer("tor", peerIP="192.0.2.1", asNumber=65100,
+               password={"secretKeyRef": {"name": "bgp-secrets", "key": "tor"}})
+    assert by_addr(intent_of(peers=(tor,)))["192.0.2.1"].password == "tor-pw"
+
+
+def test_peer_with_a_missing_password_secret_is_skipped_with_a_warning_others_stay() -> None:
+    locked = peer("locked", peerIP="192.0.2.1", asNumber=65100,
+                  password={"secretKeyRef": {"name": "bgp-secrets", "key": "nope"}})
+    open_ = peer("open", peerIP="192.0.2.2", asNumber=65100)
+    intent = intent_of(peers=(locked, open_))
+    peers = by_addr(intent)
+    assert "192.0.2.1" not in peers and "192.0.2.2" in peers
+    assert any("BGPPeer locked" in w and "bgp-secrets/nope" in w for w in intent.warnings)
+
+
+def test_peer_session_settings_restart_keepalive_ttl_local_as_source() -> None:
+    tor = peer("tor", peerIP="192.0.2.1", asNumber=65100, maxRestartTime="90s",
+               keepaliveTime="20s", ttlSecurity=1, localASNumber=65010, sourceAddress="None")
+    p = by_addr(intent_of(peers=(tor,)))["192.0.2.1"]
+    assert p.restart_time == 90 and p.keepalive_time == 20 and p.ttl_security == 1
+    assert p.local_as == 65010
+    assert p.source_address is None
+
+
+def test_keep_original_next_hop_and_next_hop_mode() -> None:
+    keep = peer("keep", peerIP="192.0.2.1", asNumber=65100, keepOriginalNextHop=True)
+    self_ = peer("self", peerIP="192.0.2.2", asNumber=65100, nextHopMode="Self")
+    peers = by_addr(intent_of(peers=(keep, self_)))
+    assert peers["192.0.2.1"].next_hop_mode == "Keep"
+    assert peers["192.0.2.2"].next_hop_mode == "Self"
+
+
+# -- BGPPeer by selector, both directions, reflectors -------------------------------------------
+RR1 = node("rr1", "10.0.0.101/24", labels=RR_LABEL, routeReflectorClusterID=CLUSTER)
+RR2 = node("rr2", "10.0.0.102/24", labels=RR_LABEL, routeReflectorClusterID=CLUSTER)
+TO_RRS = peer("peer-with-rrs", nodeSelector="all()",
+              peerSelector="route-reflector == 'true'")
+RR_CLUSTER = (N1, N2, RR1, RR2)
+NO_MESH = config(nodeToNodeMeshEnabled=False)
+
+
+def test_clients_peer_with_every_reflector_and_never_each_other() -> None:
+    peers = by_addr(intent_of("n1", nodes=RR_CLUSTER, cfg=NO_MESH, peers=(TO_RRS,)))
+    assert sorted(peers) == ["10.0.0.101", "10.0.0.102"]
+    for p in peers.values():
+        assert p.type == "node specific" and p.is_node and p.name == "peer-with-rrs"
+        assert p.peer_as == 64512 and not p.rr_client
+        assert not p.passive  # 10.0.0.1 is lower: the client dials
+
+
+def test_a_reflector_peers_with_every_node_the_bgppeer_applies_to_the_reverse_direction() -> None:
+    intent = intent_of("rr1", nodes=RR_CLUSTER, cfg=NO_MESH, peers=(TO_RRS,))
+    peers = by_addr(intent)
+    assert sorted(peers) == ["10.0.0.1", "10.0.0.102", "10.0.0.2"]
+    assert peers["10.0.0.1"].passive and peers["10.0.0.2"].passive
+    assert not peers["10.0.0.102"].passive
+
+
+def test_a_reflector_treats_ibgp_peers_outside_its_cluster_as_clients() -> None:
+    other_cluster = node("rr3", "10.0.0.103/24", labels=RR_LABEL,
+                         routeReflectorClusterID="224.0.0.3")
+    peers = by_addr(intent_of("rr1", nodes=(*RR_CLUSTER, other_cluster), cfg=NO_MESH,
+                              peers=(TO_RRS,)))
+    assert peers["10.0.0.1"].rr_client and peers["10.0.0.2"].rr_client  # no cluster
+    assert peers["10.0.0.103"].rr_client  # another cluster
+    assert not peers["10.0.0.102"].rr_client  # same cluster
+
+
+def test_a_reflector_does_not_treat_an_ebgp_peer_as_a_client() -> None:
+    tor = peer("tor", peerIP="192.0.2.1", asNumber=65100)
+    p = by_addr(intent_of("rr1", nodes=RR_CLUSTER, cfg=NO_MESH, peers=(TO_RRS, tor)))
+    assert not p["192.0.2.1"].rr_client
+
+
+def test_reflectors_with_the_mesh_on_still_leave_it_and_clients_keep_meshing() -> None:
+    peers = by_addr(intent_of("n1", nodes=RR_CLUSTER, peers=(TO_RRS,)))
+    assert peers["10.0.0.2"].type == "node-to-node mesh"
+    assert peers["10.0.0.101"].type == "node specific"
+
+
+def test_reverse_peering_manual_configures_only_the_selecting_side() -> None:
+    manual = peer("manual", nodeSelector="!has(route-reflector)",
+                  peerSelector="route-reflector == 'true'", reversePeering="Manual")
+    assert sorted(by_addr(intent_of("n1", nodes=RR_CLUSTER, cfg=NO_MESH, peers=(manual,)))) \
+        == ["10.0.0.101", "10.0.0.102"]
+    assert intent_of("rr1", nodes=RR_CLUSTER, cfg=NO_MESH, peers=(manual,)).peers == ()
+    auto = peer("auto", nodeSelector="!has(route-reflector)",
+                peerSelector="route-reflector == 'true'")
+    assert sorted(by_addr(intent_of("rr1", nodes=RR_CLUSTER, cfg=NO_MESH, peers=(auto,)))) \
+        == ["10.0.0.1", "10.0.0.2"]
+
+
+def test_selected_peers_use_their_own_as_number() -> None:
+    rr_own_as = node("rr1", "10.0.0.101/24", labels=RR_LABEL, asNumber=65101)
+    peers = by_addr(intent_of("n1", nodes=(N1, rr_own_as), cfg=NO_MESH, peers=(TO_RRS,)))
+    assert peers["10.0.0.101"].peer_as == 65101 and peers["10.0.0.101"].ebgp
+
+
+def test_selected_nodes_without_a_bgp_address_are_skipped() -> None:
+    unready = node("rr9", None, labels=RR_LABEL)
+    peers = by_addr(intent_of("n1", nodes=(N1, RR1, unready), cfg=NO_MESH, peers=(TO_RRS,)))
+    assert sorted(peers) == ["10.0.0.101"]
+
+
+# -- BGPFilter ----------------------------------------------------------------------------------
+def test_peer_filters_take_the_rules_of_the_peer_address_family_in_order() -> None:
+    f = bgp_filter(
+        "tor-filter",
+        importV4=[{"action": "Reject", "cidr": "10.65.0.0/16", "matchOperator": "In",
+                   "prefixLength": {"min": 28}},
+                  {"action": "Accept", "cidr": "10.66.0.0/16", "matchOperator": "Equal"}],
+        exportV4=[{"action": "Reject", "cidr": "10.96.0.0/12", "matchOperator": "NotIn"}],
+        importV6=[{"action": "Reject", "cidr": "fd00::/8", "matchOperator": "In"}],
+    )
+    tor = peer("tor", peerIP="192.0.2.1", asNumber=65100, filters=["tor-filter"])
+    p = by_addr(intent_of(peers=(tor,), filters=(f,)))["192.0.2.1"]
+    assert p.import_rules == (
+        FilterRule(action="Reject", cidr=net("10.65.0.0/16"), match_operator="In", min_len=28),
+        FilterRule(action="Accept", cidr=net("10.66.0.0/16"), match_operator="Equal"),
+    )
+    assert p.export_rules == (
+        FilterRule(action="Reject", cidr=net("10.96.0.0/12"), match_operator="NotIn"),
+    )
+
+
+def test_a_missing_filter_is_ignored_with_a_warning() -> None:
+    tor = peer("tor", peerIP="192.0.2.1", asNumber=65100, filters=["missing"])
+    intent = intent_of(peers=(tor,))
+    assert by_addr(intent)["192.0.2.1"].import_rules == ()
+    assert any("BGPFilter missing" in w for w in intent.warnings)
+
+
+# -- what we announce and accept ----------------------------------------------------------------
+def test_announces_only_our_confirmed_blocks_of_enabled_exported_pools() -> None:
+    pools = (POOL, pool("quiet", "10.70.0.0/16", disableBGPExport=True),
+             pool("off", "10.80.0.0/16", disabled=True))
+    blocks = (block("10.65.0.0/26", "n1"), block("10.65.0.64/26", "n1"),
+              block("10.65.1.0/26", "n2"), block("10.70.0.0/26", "n1"),
+              block("10.80.0.0/26", "n1"))
+    affs = (affinity("n1", "10.65.0.0/26", "confirmed"),
+            affinity("n1", "10.65.0.64/26", "pending"),
+            affinity("n2", "10.65.1.0/26", "confirmed"),
+            affinity("n1", "10.70.0.0/26", "confirmed"),
+            affinity("n1", "10.80.0.0/26", "confirmed"))
+    intent = intent_of(pools=pools, blocks=blocks, affinities=affs)
+    assert [str(a.prefix) for a in intent.announce] == ["10.65.0.0/26"]
+    # Every block affine to us is ours: peers may never send us any of them.
+    assert sorted(map(str, intent.own)) == ["10.65.0.0/26", "10.65.0.64/26",
+                                            "10.70.0.0/26", "10.80.0.0/26"]
+
+
+def test_a_block_being_released_is_no_longer_announced() -> None:
+    intent = intent_of(blocks=(block("10.65.0.0/26", "n1"),),
+                       affinities=(affinity("n1", "10.65.0.0/26", "pendingDeletion"),))
+    assert intent.announce == ()
+
+
+def test_a_block_in_no_pool_is_not_announced_and_warned_about() -> None:
+    intent = intent_of(blocks=(block("10.99.0.0/26", "n1"),),
+                       affinities=(affinity("n1", "10.99.0.0/26", "confirmed"),))
+    assert intent.announce == ()
+    assert any("10.99.0.0/26" in w for w in intent.warnings)
+
+
+def test_service_ranges_are_announced_and_accepted() -> None:
+    cfg = config(serviceClusterIPs=[{"cidr": "10.96.0.0/12"}],
+                 serviceExternalIPs=[{"cidr": "203.0.113.0/24"}],
+                 serviceLoadBalancerIPs=[{"cidr": "198.51.100.0/24"}])
+    intent = intent_of(cfg=cfg, blocks=(block("10.65.0.0/26", "n1"),),
+                       affinities=(affinity("n1", "10.65.0.0/26", "confirmed"),))
+    assert sorted(str(a.prefix) for a in intent.announce) == [
+        "10.65.0.0/26", "10.96.0.0/12", "198.51.100.0/24", "203.0.113.0/24"]
+    assert sorted(map(str, intent.accept)) == [
+        "10.65.0.0/16", "10.96.0.0/12", "198.51.100.0/24", "203.0.113.0/24"]
+
+
+def test_accept_is_every_pool_and_never_lists_a_pool_twice() -> None:
+    pools = (POOL, pool("v6", "fd00:10::/48"), pool("quiet", "10.70.0.0/16",
+                                                     disableBGPExport=True))
+    cfg = config(serviceClusterIPs=[{"cidr": "10.65.0.0/16"}])
+    intent = intent_of(pools=pools, cfg=cfg)
+    assert sorted(map(str, intent.accept)) == ["10.65.0.0/16", "10.70.0.0/16", "fd00:10::/48"]
+
+
+def test_communities_come_from_prefix_advertisements_named_or_literal() -> None:
+    cfg = config(
+        communities=[{"name": "pods", "value": "65000:100"}],
+        prefixAdvertisements=[
+            {"cidr": "10.65.0.0/16", "communities": ["pods", "65000:200:300"]},
+            {"cidr": "10.65.0.0/26", "communities": ["65000:100", "65000:7"]},
+            {"cidr": "10.96.0.0/12", "communities": ["65000:96"]},
+        ],
+        serviceClusterIPs=[{"cidr": "10.96.0.0/12"}],
+    )
+    pools = (POOL, pool("other", "10.71.0.0/16"))
+    blocks = (block("10.65.0.0/26", "n1"), block("10.71.0.0/26", "n1"))
+    affs = (affinity("n1", "10.65.0.0/26", "confirmed"),
+            affinity("n1", "10.71.0.0/26", "confirmed"))
+    intent = intent_of(cfg=cfg, pools=pools, blocks=blocks, affinities=affs)
+    got = {str(a.prefix): a.communities for a in intent.announce}
+    assert got == {
+        # Both advertisements cover the block; a value already attached is not repeated.
+        "10.65.0.0/26": ("65000:100", "65000:200:300", "65000:7"),
+        "10.71.0.0/26": (),
+        "10.96.0.0/12": ("65000:96",),
+    }
