@@ -110,11 +110,11 @@ class BGPIntent:
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> BGPIntent:
         r = _Reader(raw, "intent")
-        cluster = r.opt_text("cluster_id")
-        addr6 = r.opt_text("address6")
+        cluster = r.opt_addr("cluster_id", version=4)
+        addr6 = r.opt_addr("address6", version=6)
         return cls(
             node=r.text("node"),
-            router_id=ipaddress.IPv4Address(r.addr("router_id")),
+            router_id=ipaddress.IPv4Address(r.addr("router_id", version=4)),
             local_as=r.asn("local_as"),
             address=r.addr("address"),
             address6=ipaddress.IPv6Address(addr6) if addr6 else None,
@@ -122,12 +122,8 @@ class BGPIntent:
             cluster_id=ipaddress.IPv4Address(cluster) if cluster else None,
             peers=tuple(_peer_from(p, f"intent.peers[{i}]")
                         for i, p in enumerate(r.items("peers"))),
-            announce=tuple(
-                Announcement(prefix=_net(_Reader(a, f"intent.announce[{i}]").text("prefix"),
-                                         f"intent.announce[{i}].prefix"),
-                             communities=tuple(_Reader(a, "a").items("communities")))
-                for i, a in enumerate(r.items("announce"))
-            ),
+            announce=tuple(_announcement_from(a, f"intent.announce[{i}]")
+                           for i, a in enumerate(r.items("announce"))),
             accept=tuple(_net(n, "intent.accept") for n in r.items("accept")),
             own=tuple(_net(n, "intent.own") for n in r.items("own")),
         )
@@ -152,23 +148,36 @@ def _rule_json(rule: FilterRule) -> dict[str, Any]:
             "max_len": rule.max_len}
 
 
+def _announcement_from(raw: Any, where: str) -> Announcement:
+    r = _Reader(raw, where)
+    communities = r.items("communities")
+    for i, community in enumerate(communities):
+        if not isinstance(community, str) or community.count(":") not in (1, 2):
+            raise IntentError(f"{where}.communities[{i}]: expected \"aa:nn\" or \"aa:nn:mm\", "
+                              f"got {community!r}")
+    return Announcement(prefix=_net(r.text("prefix"), f"{where}.prefix"),
+                        communities=tuple(communities))
+
+
 def _peer_from(raw: Any, where: str) -> PeerIntent:
     r = _Reader(raw, where)
     kind = r.text("type")
     if kind not in PEER_TYPES:
         raise IntentError(f"{where}.type: {kind!r} is not one of {', '.join(PEER_TYPES)}")
-    src = r.opt_text("source_address")
+    next_hop_mode = r.opt_text("next_hop_mode") or "Auto"
+    if next_hop_mode not in ("Auto", "Self", "Keep"):
+        raise IntentError(f"{where}.next_hop_mode: {next_hop_mode!r} is not Auto, Self or Keep")
     keepalive = raw.get("keepalive_time")
     return PeerIntent(
         address=r.addr("address"), peer_as=r.asn("peer_as"), local_as=r.asn("local_as"),
         type=kind, name=r.opt_text("name") or "", port=r.integer("port", 1, 65535),
-        passive=bool(raw.get("passive", False)), password=r.opt_text("password"),
-        source_address=ipaddress.ip_address(src) if src else None,
+        passive=r.flag("passive"), password=r.opt_text("password"),
+        source_address=r.opt_addr("source_address"),
         restart_time=r.integer("restart_time", 0, 65535),
         keepalive_time=r.integer("keepalive_time", 0, 65535) if keepalive is not None else None,
         ttl_security=r.integer("ttl_security", 0, 255),
-        next_hop_mode=r.opt_text("next_hop_mode") or "Auto",
-        rr_client=bool(raw.get("rr_client", False)), is_node=bool(raw.get("is_node", False)),
+        next_hop_mode=next_hop_mode,
+        rr_client=r.flag("rr_client"), is_node=r.flag("is_node"),
         import_rules=tuple(_rule_from(x, f"{where}.import_rules[{i}]")
                            for i, x in enumerate(r.items("import_rules"))),
         export_rules=tuple(_rule_from(x, f"{where}.export_rules[{i}]")
@@ -236,11 +245,23 @@ class _Reader:
     def asn(self, key: str) -> int:
         return self.integer(key, 1, 4294967295)
 
-    def addr(self, key: str) -> IPAddress:
+    def flag(self, key: str) -> bool:
+        value = self.raw.get(key, False)
+        if not isinstance(value, bool):
+            raise IntentError(f"{self.where}.{key}: expected true or false, got {value!r}")
+        return value
+
+    def addr(self, key: str, *, version: int | None = None) -> IPAddress:
         try:
-            return ipaddress.ip_address(self.text(key))
+            value = ipaddress.ip_address(self.text(key))
         except ValueError as err:
             raise IntentError(f"{self.where}.{key}: {err}") from None
+        if version is not None and value.version != version:
+            raise IntentError(f"{self.where}.{key}: {value} is not an IPv{version} address")
+        return value
+
+    def opt_addr(self, key: str, *, version: int | None = None) -> IPAddress | None:
+        return self.addr(key, version=version) if self.opt_text(key) is not None else None
 
     def items(self, key: str) -> list[Any]:
         value = self.raw.get(key, [])
