@@ -48,9 +48,12 @@ def write_status(run_dir: Path, status: SidecarStatus) -> None:
 
 
 def read_status(run_dir: Path) -> SidecarStatus | None:
+    """None when there is no usable status: no file, not JSON, or not the shape written here
+    (fields missing or unknown, e.g. from another version), so `wrenctl` reports no sidecar
+    instead of failing."""
     try:
         raw: dict[str, Any] = json.loads(status_path(run_dir).read_text())
-    except (OSError, ValueError):
+        peers = [PeerStatus(**p) for p in raw.pop("peers", [])]
+        return SidecarStatus(peers=peers, **raw)
+    except (OSError, ValueError, TypeError, AttributeError):
         return None
-    peers = [PeerStatus(**p) for p in raw.pop("peers", [])]
-    return SidecarStatus(peers=peers, **raw)
