@@ -41,7 +41,10 @@ def _first_rule(rules: Iterable[FilterRule], prefix: IPNetwork) -> str | None:
 
 def import_verdict(intent: BGPIntent, peer: PeerIntent, prefix: IPNetwork,
                    attrs: Attributes) -> Verdict:
-    if any(prefix.overlaps(own) for own in intent.own):
+    # Our blocks and anything inside them; a route covering a block (a default route, a pool
+    # aggregate) is not ours and is judged like any other (Calico's `net ~ block`).
+    if any(prefix.version == own.version and prefix.subnet_of(own)  # type: ignore[arg-type]
+           for own in intent.own):
         return "own block"
     if attrs.originator_id == str(intent.router_id):
         return "originator is us"  # RFC 4456 loop prevention
