@@ -1,0 +1,250 @@
+"""BGP speakers this project did not write (BIRD 2, GoBGP) as peers of a Wren cluster.
+
+Each speaker runs in a namespace of its own (named with the cluster's prefix), plugged by a veth
+into one of the lab's subnet bridges in the router namespace, and is started through the
+cluster's ProcessGroup. `external_host` stops what it started by PID and deletes the namespace
+(the veth goes with it) on the way out, also when the test failed; the cluster's own teardown
+would catch anything left over, since every name carries its prefix.
+
+    <p>router: br-a ── veth ── <p><name>: eth0 10.0.1.<host>/24, default via 10.0.1.1
+                                           BIRD (control socket in the lab's work dir) or GoBGP
+                                           (gRPC API on 127.0.0.1 inside the namespace)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import secrets
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.cluster import BIN, LabCluster, resources_for
+from lab.topology import SUBNETS, netns_exec, run
+from tests.integration.agent_support import two_subnet_topology, wait_for
+
+__all__ = ["Bird", "ExternalHost", "GoBGP", "bgp_cluster", "external_host"]
+
+
+# -- a cluster whose resources and agent environment the test chooses --------------------------
+@contextlib.contextmanager
+def bgp_cluster(tmp: Path, *, nodes: int = 3, mesh: bool = True,
+                extra: Sequence[Mapping[str, Any]] = (),
+                agent_env: Mapping[str, str] | None = None) -> Iterator[LabCluster]:
+    """Like `agent_cluster(..., bgp=True)`, plus: the node-to-node mesh on or off from the
+    start, and extra environment for the agents (etcd-datastore secrets live there)."""
+    topo = two_subnet_topology(f"wt-bi{secrets.token_hex(2)}-", nodes)
+    cluster = LabCluster(topo=topo, mode="bgp", work=tmp / "lab")
+    try:
+        topo.create()
+        cluster.start_etcd()
+        cluster.start_router()
+        docs = resources_for("bgp", topo)
+        for doc in docs:
+            if doc["kind"] == "BGPConfiguration":
+                doc["spec"]["nodeToNodeMeshEnabled"] = mesh
+        cluster.configure([*docs, *(dict(d) for d in extra)])
+        for node in topo.nodes:
+            env = cluster.node_env(node)
+            for key in ("WREN_RUN_DIR", "WREN_STATE_DIR"):
+                Path(env[key]).mkdir(parents=True, exist_ok=True)
+            cluster.procs.start(f"{node.name}-agent", node.netns, [str(BIN / "wren-agent")],
+                                env={**env, **(agent_env or {})})
+            cluster.procs.start(f"{node.name}-bgp", node.netns, [str(BIN / "wren-bgp")], env=env)
+        yield cluster
+    finally:
+        for name, proc in cluster.procs.procs.items():
+            if not proc.alive():
+                print(f"--- {name} exited early:\n{proc.tail(40)}")
+        cluster.down()
+
+
+# -- a host of our own on a lab subnet ----------------------------------------------------------
+@dataclass
+class ExternalHost:
+    cluster: LabCluster
+    name: str
+    netns: str
+    address: ipaddress.IPv4Interface
+    gateway: ipaddress.IPv4Address
+    procs: list[str] = field(default_factory=list)  # names in the cluster's ProcessGroup
+    router_routes: list[str] = field(default_factory=list)  # prefixes the router sends us
+
+    @property
+    def ip(self) -> str:
+        return str(self.address.ip)
+
+    def exec(self, *args: str, check: bool = True) -> str:
+        return netns_exec(self.netns, *args, check=check)
+
+    def start(self, suffix: str, argv: Sequence[str]) -> None:
+        name = f"{self.name}-{suffix}"
+        self.cluster.procs.start(name, self.netns, argv)
+        self.procs.append(name)
+
+    def alive(self, suffix: str) -> bool:
+        proc = self.cluster.procs.procs.get(f"{self.name}-{suffix}")
+        return proc is not None and proc.alive()
+
+    def log(self, suffix: str, lines: int = 40) -> str:
+        proc = self.cluster.procs.procs.get(f"{self.name}-{suffix}")
+        return proc.tail(lines) if proc else ""
+
+    def route_from_router(self, prefix: str) -> None:
+        """The lab router (the fabric between the subnets) sends `prefix` to this host."""
+        netns_exec(self.cluster.topo.router_ns, "ip", "route", "add", prefix, "via", self.ip)
+        self.router_routes.append(prefix)
+
+    def file(self, suffix: str) -> Path:
+        return self.cluster.work / f"{self.name}-{suffix}"
+
+
+@contextlib.contextmanager
+def external_host(cluster: LabCluster, name: str, *, host: int,
+                  subnet_index: int = 0) -> Iterator[ExternalHost]:
+    """A namespace `<prefix><name>` with eth0 = `.<host>` on the lab subnet, bridged in the
+    router namespace. Stops its processes by PID and removes the namespace on exit."""
+    subnet = SUBNETS[subnet_index]
+    netns = f"{cluster.topo.prefix}{name}"
+    ext = ExternalHost(cluster=cluster, name=name, netns=netns,
+                       address=ipaddress.IPv4Interface(f"{subnet[host]}/{subnet.prefixlen}"),
+                       gateway=subnet[1])
+    router = cluster.topo.router_ns
+    outside = f"x-{name}"[:15]
+    try:
+        run(["ip", "netns", "add", netns])
+        ext.exec("ip", "link", "set", "lo", "up")
+        run(["ip", "-n", router, "link", "add", outside, "type", "veth", "peer", "name", "eth0",
+             "netns", netns])
+        run(["ip", "-n", router, "link", "set", outside, "master", f"br-{'ab'[subnet_index]}",
+             "up"])
+        ext.exec("ip", "addr", "add", str(ext.address), "dev", "eth0")
+        ext.exec("ip", "link", "set", "eth0", "up")
+        ext.exec("ip", "route", "add", "default", "via", str(ext.gateway))
+        yield ext
+    finally:
+        for proc in reversed(ext.procs):
+            cluster.procs.stop(proc)
+        for prefix in ext.router_routes:
+            run(["ip", "-n", router, "route", "del", prefix], check=False)
+        # Deleting the namespace deletes eth0, and with it its veth peer in the router.
+        run(["ip", "netns", "del", netns], check=False)
+        run(["ip", "-n", router, "link", "del", outside], check=False)
+
+
+# -- BIRD 2 ---------------------------------------------------------------------------------------
+@dataclass
+class Bird:
+    """A BIRD 2 daemon on an external host, with its own control socket."""
+
+    host: ExternalHost
+
+    @property
+    def conf(self) -> Path:
+        return self.host.file("bird.conf")
+
+    @property
+    def sock(self) -> Path:
+        return self.host.file("bird.ctl")
+
+    def start(self, config: str) -> None:
+        self.conf.write_text(config)
+        self.host.exec("bird", "-p", "-c", str(self.conf))  # parse only: a clear error early
+        self.host.start("bird", ["bird", "-f", "-c", str(self.conf), "-s", str(self.sock)])
+        wait_for(self._ready, timeout=15, what=f"BIRD on {self.host.name} to start")
+
+    def _ready(self) -> bool:
+        if not self.host.alive("bird"):
+            raise AssertionError(f"BIRD on {self.host.name} died:\n{self.host.log('bird')}")
+        return "Daemon is up and running" in self.birdc("show", "status", check=False)
+
+    def reconfigure(self, config: str) -> None:
+        self.conf.write_text(config)
+        out = self.birdc("configure")
+        if "Reconfigured" not in out and "Reconfiguration in progress" not in out:
+            raise AssertionError(f"birdc configure: {out}")
+
+    def birdc(self, *args: str, check: bool = True) -> str:
+        return self.host.exec("birdc", "-s", str(self.sock), *args, check=check)
+
+    def protocols(self) -> dict[str, tuple[str, str]]:
+        """BGP protocol name → (state, info), e.g. ("up", "Established")."""
+        out: dict[str, tuple[str, str]] = {}
+        for line in self.birdc("show", "protocols").splitlines():
+            cols = line.split()
+            if len(cols) >= 4 and cols[1] == "BGP":
+                out[cols[0]] = (cols[3], " ".join(cols[5:]) if len(cols) > 5 else "")
+        return out
+
+    def routes(self) -> dict[str, tuple[str, str]]:
+        """prefix → (BGP next hop, protocol) of BIRD's best route, from `show route all`."""
+        out: dict[str, tuple[str, str]] = {}
+        prefix = proto = ""
+        for line in self.birdc("show", "route", "all").splitlines():
+            if line and not line[0].isspace() and "/" in line.split()[0]:
+                prefix = line.split()[0]
+                proto = line.split("[", 1)[1].split()[0] if "[" in line else ""
+            elif line.strip().startswith("BGP.next_hop:") and prefix:
+                out.setdefault(prefix, (line.split(":", 1)[1].strip(), proto))
+        return out
+
+
+# -- GoBGP ----------------------------------------------------------------------------------------
+@dataclass
+class GoBGP:
+    """gobgpd on an external host; its gRPC API on 127.0.0.1:<api_port> inside the namespace."""
+
+    host: ExternalHost
+    api_port: int = 50051
+
+    @property
+    def conf(self) -> Path:
+        return self.host.file("gobgpd.toml")
+
+    def start(self, config: str) -> None:
+        self.conf.write_text(config)
+        self.host.start("gobgpd", ["gobgpd", "-f", str(self.conf), "-t", "toml",
+                                   "--api-hosts", f"127.0.0.1:{self.api_port}"])
+        wait_for(self._ready, timeout=20, what=f"gobgpd on {self.host.name} to start")
+
+    def _ready(self) -> bool:
+        if not self.host.alive("gobgpd"):
+            raise AssertionError(f"gobgpd on {self.host.name} died:\n{self.host.log('gobgpd')}")
+        return bool(self.gobgp("global", check=False).strip())
+
+    def gobgp(self, *args: str, check: bool = True) -> str:
+        return self.host.exec("gobgp", "-p", str(self.api_port), *args, check=check)
+
+    def neighbors(self) -> dict[str, str]:
+        """neighbor address → session state as GoBGP names it (e.g. "established")."""
+        raw = json.loads(self.gobgp("neighbor", "-j") or "[]")
+        out: dict[str, str] = {}
+        for peer in raw or []:
+            addr = peer.get("conf", {}).get("neighbor_address", "")
+            state = str(peer.get("state", {}).get("session_state", "")).lower()
+            out[addr] = state
+        return out
+
+    def rib(self) -> dict[str, str]:
+        """prefix → next hop of GoBGP's best path, from its global RIB."""
+        raw: dict[str, list[dict[str, Any]]] = json.loads(
+            self.gobgp("global", "rib", "-a", "ipv4", "-j") or "{}") or {}
+        out: dict[str, str] = {}
+        for prefix, paths in raw.items():
+            best = next((p for p in paths if p.get("best")), paths[0] if paths else None)
+            if best is None:
+                continue
+            for attr in best.get("attrs", []):
+                if attr.get("type") == 3:  # NEXT_HOP
+                    out[prefix] = str(attr.get("nexthop"))
+        return out
+
+
+def kernel_route(ns: str, prefix: str) -> str:
+    """Every route for exactly `prefix` in every table of a namespace ("" if none)."""
+    return subprocess.run(["ip", "-n", ns, "route", "show", "table", "all", "exact", prefix],
+                          capture_output=True, text=True, check=False).stdout.strip()

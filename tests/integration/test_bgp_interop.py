@@ -1,0 +1,223 @@
+"""wren-bgp against BGP speakers this project did not write: BIRD 2 and GoBGP.
+
+Cluster: three nodes (n1, n2 on subnet A, n3 on subnet B behind the lab router), one pod each so
+each node owns a block, real etcd, agents and ExaBGP sidecars. The peers run in namespaces of
+their own on subnet A (see bgp_support.py):
+
+    10.0.1.100  BIRD 2, AS 65100, a global BGPPeer: an external router (eBGP)
+    10.0.1.101  GoBGP, AS 65200, a global BGPPeer
+    10.0.1.102  BIRD 2, AS 65300, TCP MD5: n1's BGPPeer has BIRD's password, n2's another one
+    10.0.1.100  BIRD 2, AS 64512, in a second cluster with the mesh off: the route reflector
+
+What a sidecar hands its agent is read from the channel socket (`learned`), what the agents made
+of it from the kernel, what the peers made of us from their own CLIs (birdc, gobgp).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bgp.status import SidecarStatus, read_status
+from lab.cluster import NODE_AS, POOL_CIDR, LabCluster
+from lab.topology import LabNode
+from tests.integration.agent_support import routes, wait_for
+from tests.integration.bgp_support import (
+    Bird,
+    bgp_cluster,
+    external_host,
+    kernel_route,
+)
+from tests.integration.test_bgp_cluster import address, blocks, learned
+
+pytestmark = pytest.mark.integration
+
+BIRD_AS = 65100
+OUTSIDE = "192.0.2.0/24"  # TEST-NET-1: in no pool
+
+
+def peer_doc(name: str, peer_ip: str, as_number: int, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "projectcalico.org/v3", "kind": "BGPPeer", "metadata": {"name": name},
+            "spec": {"peerIP": peer_ip, "asNumber": as_number, **spec}}
+
+
+def free_prefixes(cluster: LabCluster, count: int) -> list[str]:
+    """/24s inside the pool that hold none of the nodes' blocks."""
+    taken = [ipaddress.ip_network(b) for b in blocks(cluster).values()]
+    out: list[str] = []
+    for net in reversed(list(ipaddress.ip_network(POOL_CIDR).subnets(new_prefix=24))):
+        if not any(net.overlaps(b) for b in taken):
+            out.append(str(net))
+        if len(out) == count:
+            return out
+    raise AssertionError("no free /24 in the pool")
+
+
+def status(cluster: LabCluster, node: LabNode) -> SidecarStatus | None:
+    return read_status(Path(cluster.node_env(node)["WREN_RUN_DIR"]))
+
+
+def peer_state(cluster: LabCluster, node: LabNode, peer: str) -> tuple[str, str] | None:
+    """(state, info) of one peer in the node's bgp-status.json."""
+    st = status(cluster, node)
+    for p in st.peers if st else ():
+        if p.address == peer:
+            return p.state, p.info
+    return None
+
+
+def status_row(cluster: LabCluster, node: LabNode, peer: str) -> str:
+    """The peer's row in `wrenctl node status` on that node ("" if absent)."""
+    out = cluster.node_status(node)
+    return next((line for line in out.splitlines() if f"| {peer} " in line), "")
+
+
+def bird_neighbors(topo_nodes: list[LabNode], *, local: str, extra: str = "") -> list[str]:
+    """One BIRD protocol per node: direct on our subnet, multihop across the router."""
+    here = ipaddress.ip_interface(f"{local}/24").network
+    lines = []
+    for node in topo_nodes:
+        hop = "direct;" if node.address.ip in here else "multihop;"
+        lines.append(f"protocol bgp {node.name} from wren {{ neighbor {node.address.ip} as "
+                     f"{NODE_AS}; {hop} {extra} }}")
+    return lines
+
+
+def bird_base(local: str) -> list[str]:
+    """Router ID, interfaces, and an IGP of two routes so BIRD resolves recursive next hops
+    (n3 on the other subnet); none of it is exported (filters below name what is)."""
+    return [
+        f"router id {local};",
+        "protocol device {}",
+        'protocol direct { ipv4; interface "eth0"; }',
+        "protocol static reach { ipv4; route 10.0.2.0/24 via 10.0.1.1; }",
+    ]
+
+
+# -- the eBGP cluster: BIRD and GoBGP as external routers, BIRD with MD5 -------------------------
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
+    extra = [
+        peer_doc("ext-bird", "10.0.1.100", BIRD_AS),
+    ]
+    with bgp_cluster(tmp_path_factory.mktemp("interop"), nodes=3, extra=extra) as c:
+        for node in c.topo.nodes:
+            c.add_pod(node, 1)
+        yield c
+
+
+@pytest.fixture(scope="module")
+def ext_bird(cluster: LabCluster) -> Iterator[tuple[Bird, list[str]]]:
+    """BIRD as an external router. Announces one in-pool /24, one /24 outside every pool and a
+    default route; imports everything from the nodes, exports only its own statics."""
+    inside = free_prefixes(cluster, 1)[0]
+    with external_host(cluster, "bird", host=100) as host:
+        bird = Bird(host)
+        bird.start("\n".join([
+            *bird_base(host.ip),
+            "protocol static announce { ipv4; "
+            f"route {inside} blackhole; route {OUTSIDE} blackhole; route 0.0.0.0/0 blackhole; }}",
+            "template bgp wren {",
+            f"  local {host.ip} as {BIRD_AS};",
+            '  ipv4 { import all; export where proto = "announce"; };',
+            "}",
+            *bird_neighbors(cluster.topo.nodes, local=host.ip),
+        ]) + "\n")
+        # An address inside the announced prefix, for pods to reach. The lab router is the
+        # fabric between the subnets: it must know the prefix too, for n3's traffic (a next hop
+        # off n3's subnet is resolved through its gateway, as BIRD's `gateway recursive` does).
+        host.exec("ip", "addr", "add", f"{ipaddress.ip_network(inside)[1]}/32", "dev", "lo")
+        host.route_from_router(inside)
+        yield bird, [inside]
+
+
+def test_bird_external_router_learns_every_node_block(
+        cluster: LabCluster, ext_bird: tuple[Bird, list[str]]) -> None:
+    bird, _ = ext_bird
+    owned = blocks(cluster)
+    want = {block: (address(cluster, owner), owner) for owner, block in owned.items()}
+
+    def all_learned() -> bool:
+        got = bird.routes()
+        return all(got.get(block) == hop for block, hop in want.items())
+
+    wait_for(all_learned, timeout=60, what="BIRD to learn every node's block")
+    protos = bird.protocols()
+    assert all(protos[n.name] == ("up", "Established") for n in cluster.topo.nodes), protos
+    for node in cluster.topo.nodes:
+        assert peer_state(cluster, node, bird.host.ip) == ("up", "Established")
+        row = status_row(cluster, node, bird.host.ip)
+        assert "| global " in row and "| up " in row, row
+
+
+def test_bird_routes_outside_the_pools_are_rejected(
+        cluster: LabCluster, ext_bird: tuple[Bird, list[str]]) -> None:
+    bird, _ = ext_bird
+    peer = bird.host.ip
+
+    def judged() -> bool:
+        # BIRD sent three prefixes; every node has judged all three.
+        for node in cluster.topo.nodes:
+            st = status(cluster, node)
+            p = next((p for p in st.peers if p.address == peer), None) if st else None
+            if p is None or p.received != 3:
+                return False
+        return True
+
+    wait_for(judged, timeout=30, what="every node to receive BIRD's three prefixes")
+    for node in cluster.topo.nodes:
+        st = status(cluster, node)
+        assert st is not None
+        p = next(p for p in st.peers if p.address == peer)
+        assert p.accepted == 1, (node.name, p)
+        assert p.rejected == {"outside pools": 1, "default route": 1}, (node.name, p)
+        got = learned(cluster, node)
+        assert OUTSIDE not in got and "0.0.0.0/0" not in got, (node.name, got)
+        assert kernel_route(node.netns, OUTSIDE) == ""
+        default = kernel_route(node.netns, "0.0.0.0/0")
+        assert "proto 80" not in default and f"via {node.gateway}" in default, default
+
+
+def test_bird_route_inside_a_pool_is_programmed_and_reachable(
+        cluster: LabCluster, ext_bird: tuple[Bird, list[str]]) -> None:
+    bird, (inside,) = ext_bird
+    peer = bird.host.ip
+    wait_for(lambda: all(inside in learned(cluster, n) for n in cluster.topo.nodes),
+             timeout=30, what="every node to accept BIRD's in-pool prefix")
+    for node in cluster.topo.nodes:
+        assert learned(cluster, node)[inside] == (peer, peer)  # next hop: BIRD itself
+    n1, n3 = cluster.topo.nodes[0], cluster.topo.nodes[2]
+    wait_for(lambda: all(any(r.startswith(inside) for r in routes(n.netns))
+                         for n in cluster.topo.nodes),
+             timeout=30, what="every agent to program BIRD's in-pool prefix")
+    on_n1 = next(r for r in routes(n1.netns) if r.startswith(inside))
+    on_n3 = next(r for r in routes(n3.netns) if r.startswith(inside))
+    assert f"via {peer} " in on_n1, on_n1  # BIRD is on n1's link
+    assert f"via {n3.gateway} " in on_n3, on_n3  # n3 reaches it through its gateway
+    target = str(ipaddress.ip_network(inside)[1])
+    assert all(cluster.ping(pod.netns, target) for pod in cluster.pods)
+
+
+
+
+def test_bird_withdrawing_its_routes_removes_them_from_every_node(
+        cluster: LabCluster, ext_bird: tuple[Bird, list[str]]) -> None:
+    bird, (inside,) = ext_bird
+
+    def everywhere(present: bool) -> bool:
+        return all((inside in learned(cluster, n)) == present
+                   and any(r.startswith(inside) for r in routes(n.netns)) == present
+                   for n in cluster.topo.nodes)
+
+    wait_for(lambda: everywhere(True), timeout=30, what="BIRD's in-pool prefix everywhere")
+    assert "disabled" in bird.birdc("disable", "announce")
+    try:
+        wait_for(lambda: everywhere(False), timeout=30,
+                 what="the withdrawn prefix to leave every sidecar and kernel")
+    finally:
+        bird.birdc("enable", "announce")
+    wait_for(lambda: everywhere(True), timeout=30, what="the prefix to come back")
