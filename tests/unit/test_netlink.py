@@ -5,20 +5,32 @@ import errno
 import ipaddress
 import socket
 import struct
+from collections.abc import Callable
 
 import pytest
+from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from agent.kernel import netlink as nl
 from agent.kernel.netlink import (
+    AF_BRIDGE,
+    NTF_SELF,
+    NUD_NOARP,
+    NUD_PERMANENT,
     RT_SCOPE_LINK,
     RTN_BLACKHOLE,
+    NeighMsg,
+    NeighOp,
+    NetlinkMessage,
     RouteMsg,
     RouteOp,
     RouteSocket,
     decode_error,
     decode_link,
+    decode_neigh,
     decode_route,
+    encode_neigh,
+    encode_neigh_dump_request,
     encode_route,
     encode_route_dump_request,
     iter_messages,
@@ -153,23 +165,32 @@ def test_error_message_gives_errno_and_extended_ack_text() -> None:
     assert decode_error(ack, msg) == (0, "")
 
 
-class ScriptedKernel:
-    """Plays the kernel's side of a command socket: fails the destinations in `refuse`,
-    acknowledges messages that ask for it, and delivers replies in small reads."""
+def route_in(raw: bytes, msg: NetlinkMessage) -> RouteMsg:
+    route = decode_route(raw, msg.start, msg.end)
+    assert route is not None
+    return route
 
-    def __init__(self, refuse: dict[str, int]) -> None:
+
+class ScriptedKernel:
+    """Plays the kernel's side of a command socket: fails the destinations in `refuse` (routes
+    by prefix, neighbours by address), acknowledges messages that ask for it, and delivers
+    replies in small reads."""
+
+    def __init__(self, refuse: dict[str, int],
+                 decode: Callable[[bytes, NetlinkMessage], RouteMsg | NeighMsg] = route_in
+                 ) -> None:
         self.refuse = refuse
-        self.sends: list[list[tuple[int, int, int, RouteMsg]]] = []
+        self.decode = decode
+        self.sends: list[list[tuple[int, int, int, RouteMsg | NeighMsg]]] = []
         self.pending: list[bytes] = []
 
     def send(self, data: memoryview) -> int:
         raw = bytes(data)
         batch = []
         for msg in iter_messages(raw, len(raw)):
-            route = decode_route(raw, msg.start, msg.end)
-            assert route is not None
-            batch.append((msg.seq, msg.flags, msg.type, route))
-            code = self.refuse.get(str(route.dst), 0)
+            item = self.decode(raw, msg)
+            batch.append((msg.seq, msg.flags, msg.type, item))
+            code = self.refuse.get(str(item.dst), 0)
             if code or msg.flags & nl.NLM_F_ACK:
                 self.pending.append(error_message(msg.seq, code, "refused" if code else ""))
         self.sends.append(batch)
@@ -247,3 +268,142 @@ def test_prefix_keys_differ_across_ip_versions_and_lengths() -> None:
     keys = {nl.prefix_key(NET(n)) for n in ("0.0.0.0/0", "::/0", "10.0.0.0/8", "10.0.0.0/16",
                                              "::a00:0/104", "10.0.0.1/32")}
     assert len(keys) == 6
+
+
+# --- neighbours --------------------------------------------------------------------------------
+
+def encode_neigh_one(neigh: NeighMsg, *, msg_type: int = nl.RTM_NEWNEIGH, flags: int = 0x505,
+                     seq: int = 7) -> bytes:
+    buf = bytearray(8)  # too small on purpose: the encoder grows it
+    end = encode_neigh(buf, 0, msg_type=msg_type, flags=flags, seq=seq, neigh=neigh)
+    return bytes(buf[:end])
+
+
+VTEP = NeighMsg(family=socket.AF_INET, ifindex=5, dst=ADDR("10.244.1.0"),
+                lladdr="66:00:00:00:00:02")
+VTEP_FDB = NeighMsg(family=AF_BRIDGE, ifindex=5, dst=ADDR("192.168.0.2"),
+                    lladdr="66:00:00:00:00:02", state=NUD_PERMANENT | NUD_NOARP, flags=NTF_SELF)
+NEIGHS = [
+    VTEP,
+    VTEP_FDB,
+    NeighMsg(family=socket.AF_INET6, ifindex=300, dst=ADDR("fd00:1::5"),
+             lladdr="ee:ee:ee:ee:ee:ee"),
+    NeighMsg(family=AF_BRIDGE, ifindex=5, dst=ADDR("fd00::2"), lladdr="66:00:00:00:00:03",
+             state=NUD_PERMANENT | NUD_NOARP, flags=NTF_SELF),
+    NeighMsg(family=socket.AF_INET, ifindex=5, dst=ADDR("10.244.1.0")),  # a delete: no MAC
+    NeighMsg(family=AF_BRIDGE, ifindex=5, lladdr="66:00:00:00:00:02", flags=NTF_SELF),
+]
+
+
+def test_vtep_neighbour_encodes_to_the_exact_kernel_bytes() -> None:
+    expected = bytes.fromhex(
+        "30000000" "1c00" "0505" "07000000" "00000000"  # nlmsghdr: len 48, NEWNEIGH, flags, seq
+        "02" "000000" "05000000" "8000" "00" "00"  # AF_INET, pad, ifindex 5, PERMANENT, 0, 0
+        "0800" "0100" "0af40100"  # NDA_DST 10.244.1.0
+        "0a00" "0200" "660000000002" "0000"  # NDA_LLADDR, padded to 4 bytes
+    )
+    assert encode_neigh_one(VTEP) == expected
+
+
+def pyroute2_neigh_bytes(neigh: NeighMsg, *, seq: int, flags: int, msg_type: int) -> bytes:
+    msg = ndmsg()
+    msg["header"]["type"] = msg_type
+    msg["header"]["flags"] = flags
+    msg["header"]["sequence_number"] = seq
+    msg["family"] = neigh.family
+    msg["ifindex"] = neigh.ifindex
+    msg["state"] = neigh.state
+    msg["flags"] = neigh.flags
+    attrs: list[list[object]] = []
+    if neigh.dst is not None:
+        attrs.append(["NDA_DST", str(neigh.dst)])
+    if neigh.lladdr:
+        attrs.append(["NDA_LLADDR", neigh.lladdr])
+    msg["attrs"] = attrs
+    msg.encode()
+    return bytes(msg.data)
+
+
+@pytest.mark.parametrize("neigh", NEIGHS)
+def test_neighbour_encoding_matches_pyroute2s_encoder_byte_for_byte(neigh: NeighMsg) -> None:
+    ours = encode_neigh_one(neigh, msg_type=nl.RTM_DELNEIGH, flags=1, seq=99)
+    assert ours == pyroute2_neigh_bytes(neigh, seq=99, flags=1, msg_type=nl.RTM_DELNEIGH)
+
+
+@pytest.mark.parametrize("neigh", NEIGHS)
+def test_pyroute2s_parser_reads_back_every_field_we_pack(neigh: NeighMsg) -> None:
+    parsed = ndmsg(encode_neigh_one(neigh, seq=41))
+    parsed.decode()
+    assert parsed["header"]["type"] == nl.RTM_NEWNEIGH
+    assert parsed["header"]["sequence_number"] == 41
+    assert parsed["header"]["length"] == len(encode_neigh_one(neigh))
+    assert (parsed["family"], parsed["ifindex"], parsed["state"], parsed["flags"]) == (
+        neigh.family, neigh.ifindex, neigh.state, neigh.flags)
+    dst = parsed.get_attr("NDA_DST")
+    assert (ADDR(dst) if dst is not None else None) == neigh.dst
+    assert (parsed.get_attr("NDA_LLADDR") or "") == neigh.lladdr
+
+
+@pytest.mark.parametrize("neigh", NEIGHS)
+def test_decoding_what_we_encode_gives_the_same_neighbour(neigh: NeighMsg) -> None:
+    data = encode_neigh_one(neigh)
+    (msg,) = list(iter_messages(data, len(data)))
+    assert msg.type == nl.RTM_NEWNEIGH and msg.seq == 7
+    assert decode_neigh(data, msg.start, msg.end) == neigh
+
+
+def test_encoder_leaves_no_stale_bytes_in_a_reused_buffer() -> None:
+    buf = bytearray(b"\xff" * 256)
+    end = encode_neigh(buf, 0, msg_type=nl.RTM_NEWNEIGH, flags=0x505, seq=7, neigh=VTEP)
+    assert bytes(buf[:end]) == encode_neigh_one(VTEP)
+
+
+def test_neighbour_dump_request_is_zero_but_family_and_filters_by_device() -> None:
+    data = encode_neigh_dump_request(seq=5, family=AF_BRIDGE, ifindex=9)
+    (msg,) = list(iter_messages(data, len(data)))
+    assert msg.type == nl.RTM_GETNEIGH and msg.flags == nl.NLM_F_REQUEST | nl.NLM_F_DUMP
+    assert data[msg.start:msg.start + 12] == bytes([AF_BRIDGE]) + bytes(11)  # strict checking
+    assert data[msg.start + 12:] == bytes.fromhex("0800" "0800" "09000000")  # NDA_IFINDEX 9
+    everything = encode_neigh_dump_request(seq=6, family=socket.AF_UNSPEC)
+    assert len(everything) == 16 + 12
+
+
+def neigh_in(raw: bytes, msg: NetlinkMessage) -> NeighMsg:
+    return decode_neigh(raw, msg.start, msg.end)
+
+
+def neighbours(n: int) -> list[NeighOp]:
+    return [NeighOp("replace", NeighMsg(family=socket.AF_INET, ifindex=5,
+                                        dst=ADDR(f"10.244.{i // 250}.{i % 250}"),
+                                        lladdr=f"66:00:00:00:{i // 256:02x}:{i % 256:02x}"))
+            for i in range(n)]
+
+
+def test_neighbour_batches_ack_last_and_each_error_maps_back_to_its_entry(
+        route_socket: RouteSocket) -> None:
+    ops = neighbours(10)
+    kernel = ScriptedKernel({"10.244.0.3": errno.EAFNOSUPPORT, "10.244.0.8": errno.ENODEV},
+                            decode=neigh_in)
+    route_socket._sock = kernel  # type: ignore[assignment]
+    failures = route_socket.send_neighs(ops)
+    assert [len(b) for b in kernel.sends] == [4, 4, 2]
+    for batch in kernel.sends:
+        assert [bool(f & nl.NLM_F_ACK) for _, f, _, _ in batch] == [False] * (len(batch) - 1) + [
+            True]
+        assert {t for _, _, t, _ in batch} == {nl.RTM_NEWNEIGH}
+        assert all(f & (nl.NLM_F_CREATE | nl.NLM_F_REPLACE) for _, f, _, _ in batch)
+    assert [(f.op, f.errno) for f in failures] == [(ops[3], errno.EAFNOSUPPORT),
+                                                   (ops[8], errno.ENODEV)]
+    text = str(failures[0])
+    assert "10.244.0.3" in text and "66:00:00:00:00:03" in text and "ifindex=5" in text
+    assert "EAFNOSUPPORT" in text and failures[1].reason == "ENODEV (refused)"
+
+
+def test_neighbour_delete_is_sent_as_delneigh_without_create_flags(
+        route_socket: RouteSocket) -> None:
+    kernel = ScriptedKernel({}, decode=neigh_in)
+    route_socket._sock = kernel  # type: ignore[assignment]
+    op = NeighOp("delete", VTEP_FDB)
+    assert route_socket.send_neighs([op]) == []
+    ((_seq, flags, mtype, neigh),) = kernel.sends[0]
+    assert (mtype, flags, neigh) == (nl.RTM_DELNEIGH, nl.NLM_F_REQUEST | nl.NLM_F_ACK, VTEP_FDB)
