@@ -12,6 +12,7 @@ stale, until it sends End-of-RIB after coming back or its restart time runs out.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -120,6 +121,8 @@ class Rib:
             for prefix, path in paths.items():
                 paths[prefix] = Path(path.prefix, path.next_hop, path.peer, path.attributes,
                                      stale=True)
+        # A fresh path of another peer now ranks above these stale ones.
+        self._rebuild_best(set(self.adj_in.get(peer, {})))
 
     def all_down(self, restart_time: int) -> None:
         """Our own speaker restarts: every peer's paths are kept for `restart_time` as stale."""
@@ -130,11 +133,12 @@ class Rib:
     def on_end_of_rib(self, peer: IPAddress) -> None:
         """The peer re-sent everything it has: what is still stale is gone."""
         self.stale_until.pop(peer, None)
-        for table in (self.adj_in, self.accepted):
-            paths = table.get(peer, {})
-            gone = [p for p, path in paths.items() if path.stale]
-            for prefix in gone:
-                del paths[prefix]
+        paths = self.adj_in.get(peer, {})
+        gone = [p for p, path in paths.items() if path.stale]
+        for prefix in gone:
+            del paths[prefix]
+            self.accepted.get(peer, {}).pop(prefix, None)
+            self.rejected.get(peer, {}).pop(prefix, None)  # else counted as dropped forever
         self._rebuild_best(set(self._by_prefix))
 
     def expire(self) -> bool:
@@ -243,4 +247,12 @@ class Rib:
         peer = self._peers.get(path.peer)
         return (path.stale, -(a.local_pref if a.local_pref is not None else 100),
                 len(a.as_path), 0 if peer is not None and peer.ebgp else 1,
-                self.router_ids.get(path.peer, ""), path.peer)
+                _router_id_rank(self.router_ids.get(path.peer)), path.peer)
+
+
+def _router_id_rank(router_id: str | None) -> int:
+    """A BGP identifier compares as a 32-bit number (10.0.0.9 < 10.0.0.10); unknown ranks last."""
+    try:
+        return int(ipaddress.IPv4Address(router_id or ""))
+    except ValueError:
+        return 1 << 32

@@ -53,6 +53,13 @@ def test_our_own_block_and_anything_inside_it_is_dropped(prefix: str) -> None:
     assert import_verdict(INTENT, MESH, net(prefix), PLAIN) == "own block"
 
 
+def test_a_route_covering_our_block_is_judged_like_any_other() -> None:
+    # An aggregate of the pool or a default route is not ours (Calico matches `net ~ block`).
+    assert import_verdict(INTENT, MESH, net("10.65.0.0/16"), PLAIN) == "accept"
+    assert import_verdict(INTENT, MESH, net("10.65.0.0/25"), PLAIN) == "accept"
+    assert import_verdict(INTENT, MESH, net("0.0.0.0/0"), PLAIN) == "default route"
+
+
 def test_own_block_is_dropped_even_when_a_filter_would_accept_it() -> None:
     accept_all = with_import(TOR, FilterRule(action="Accept"))
     assert import_verdict(INTENT, accept_all, net("10.65.0.0/26"), PLAIN) == "own block"
