@@ -214,20 +214,24 @@ class GoBGP:
     def _ready(self) -> bool:
         if not self.host.alive("gobgpd"):
             raise AssertionError(f"gobgpd on {self.host.name} died:\n{self.host.log('gobgpd')}")
-        return bool(self.gobgp("global", check=False).strip())
+        return "Router-ID:" in self.gobgp("global", check=False)
 
     def gobgp(self, *args: str, check: bool = True) -> str:
         return self.host.exec("gobgp", "-p", str(self.api_port), *args, check=check)
 
     def neighbors(self) -> dict[str, str]:
-        """neighbor address → session state as GoBGP names it (e.g. "established")."""
+        """neighbor address → session state ("established", "active", ...)."""
         raw = json.loads(self.gobgp("neighbor", "-j") or "[]")
         out: dict[str, str] = {}
         for peer in raw or []:
             addr = peer.get("conf", {}).get("neighbor_address", "")
-            state = str(peer.get("state", {}).get("session_state", "")).lower()
-            out[addr] = state
+            state = peer.get("state", {}).get("session_state", 0)
+            out[addr] = _GOBGP_STATES.get(state, str(state)) if isinstance(state, int) else \
+                str(state).lower()
         return out
+
+    def add_route(self, prefix: str) -> None:
+        self.gobgp("global", "rib", "add", "-a", "ipv4", prefix)
 
     def rib(self) -> dict[str, str]:
         """prefix → next hop of GoBGP's best path, from its global RIB."""
@@ -239,9 +243,14 @@ class GoBGP:
             if best is None:
                 continue
             for attr in best.get("attrs", []):
-                if attr.get("type") == 3:  # NEXT_HOP
-                    out[prefix] = str(attr.get("nexthop"))
+                if "nexthop" in attr:  # NEXT_HOP (type 3) or MP_REACH_NLRI (type 14)
+                    out[prefix] = str(attr["nexthop"])
         return out
+
+
+# GoBGP's API enum PeerState.SessionState, as `gobgp neighbor -j` prints it.
+_GOBGP_STATES = {0: "unknown", 1: "idle", 2: "connect", 3: "active", 4: "opensent",
+                 5: "openconfirm", 6: "established"}
 
 
 def kernel_route(ns: str, prefix: str) -> str:

@@ -28,6 +28,7 @@ from lab.topology import LabNode
 from tests.integration.agent_support import routes, wait_for
 from tests.integration.bgp_support import (
     Bird,
+    GoBGP,
     bgp_cluster,
     external_host,
     kernel_route,
@@ -37,7 +38,9 @@ from tests.integration.test_bgp_cluster import address, blocks, learned
 pytestmark = pytest.mark.integration
 
 BIRD_AS = 65100
+GOBGP_AS = 65200
 OUTSIDE = "192.0.2.0/24"  # TEST-NET-1: in no pool
+OUTSIDE_GOBGP = "198.51.100.0/24"  # TEST-NET-2: in no pool
 
 
 def peer_doc(name: str, peer_ip: str, as_number: int, **spec: Any) -> dict[str, Any]:
@@ -68,6 +71,12 @@ def peer_state(cluster: LabCluster, node: LabNode, peer: str) -> tuple[str, str]
         if p.address == peer:
             return p.state, p.info
     return None
+
+
+def rejected(cluster: LabCluster, node: LabNode, peer: str) -> dict[str, int] | None:
+    """Why the node dropped what that peer sent: reason → count (bgp-status.json)."""
+    st = status(cluster, node)
+    return next((p.rejected for p in st.peers if p.address == peer), None) if st else None
 
 
 def status_row(cluster: LabCluster, node: LabNode, peer: str) -> str:
@@ -103,6 +112,7 @@ def bird_base(local: str) -> list[str]:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
     extra = [
         peer_doc("ext-bird", "10.0.1.100", BIRD_AS),
+        peer_doc("ext-gobgp", "10.0.1.101", GOBGP_AS),
     ]
     with bgp_cluster(tmp_path_factory.mktemp("interop"), nodes=3, extra=extra) as c:
         for node in c.topo.nodes:
@@ -221,3 +231,85 @@ def test_bird_withdrawing_its_routes_removes_them_from_every_node(
     finally:
         bird.birdc("enable", "announce")
     wait_for(lambda: everywhere(True), timeout=30, what="the prefix to come back")
+
+
+# -- GoBGP ----------------------------------------------------------------------------------------
+def gobgp_config(cluster: LabCluster, local: str) -> str:
+    here = ipaddress.ip_interface(f"{local}/24").network
+    lines = [
+        "[global.config]",
+        f"  as = {GOBGP_AS}",
+        f'  router-id = "{local}"',
+        f'  local-address-list = ["{local}"]',
+    ]
+    for node in cluster.topo.nodes:
+        lines += [
+            "[[neighbors]]",
+            "  [neighbors.config]",
+            f'    neighbor-address = "{node.address.ip}"',
+            f"    peer-as = {NODE_AS}",
+            "  [neighbors.transport.config]",
+            f'    local-address = "{local}"',
+        ]
+        if node.address.ip not in here:
+            lines += ["  [neighbors.ebgp-multihop.config]", "    enabled = true",
+                      "    multihop-ttl = 8"]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def gobgp(cluster: LabCluster) -> Iterator[tuple[GoBGP, str]]:
+    """GoBGP as an eBGP peer of every node; announces one in-pool /24 and one outside."""
+    inside = free_prefixes(cluster, 2)[1]  # [0] is BIRD's
+    with external_host(cluster, "gobgp", host=101) as host:
+        speaker = GoBGP(host)
+        speaker.start(gobgp_config(cluster, host.ip))
+        speaker.add_route(inside)
+        speaker.add_route(OUTSIDE_GOBGP)
+        yield speaker, inside
+
+
+def test_gobgp_session_established_and_it_learns_every_node_block(
+        cluster: LabCluster, gobgp: tuple[GoBGP, str]) -> None:
+    speaker, _ = gobgp
+    owned = blocks(cluster)
+    nodes = {str(n.address.ip) for n in cluster.topo.nodes}
+
+    def established() -> bool:
+        states = speaker.neighbors()
+        return all(states.get(n) == "established" for n in nodes)
+
+    wait_for(established, timeout=60, what=f"GoBGP's sessions ({speaker.neighbors()})")
+    want = {block: address(cluster, owner) for owner, block in owned.items()}
+    wait_for(lambda: all(speaker.rib().get(b) == hop for b, hop in want.items()), timeout=30,
+             what="GoBGP to learn every node block")
+    for node in cluster.topo.nodes:
+        wait_for(lambda node=node: peer_state(cluster, node, speaker.host.ip) == (
+                     "up", "Established"), timeout=20, what=f"{node.name}'s status")
+
+
+def test_gobgp_route_inside_a_pool_reaches_every_node_and_one_outside_does_not(
+        cluster: LabCluster, gobgp: tuple[GoBGP, str]) -> None:
+    speaker, inside = gobgp
+    peer = speaker.host.ip
+    wait_for(lambda: all(inside in learned(cluster, n) for n in cluster.topo.nodes),
+             timeout=30, what="every node to accept GoBGP's in-pool prefix")
+    wait_for(lambda: all(any(r.startswith(inside) for r in routes(n.netns))
+                         for n in cluster.topo.nodes),
+             timeout=30, what="every agent to program GoBGP's in-pool prefix")
+    n1 = cluster.topo.nodes[0]
+    assert f"via {peer} " in next(r for r in routes(n1.netns) if r.startswith(inside))
+    for node in cluster.topo.nodes:
+        got = learned(cluster, node)
+        assert got[inside] == (peer, peer)  # GoBGP sets itself as the next hop (eBGP)
+        assert OUTSIDE_GOBGP not in got
+        assert kernel_route(node.netns, OUTSIDE_GOBGP) == ""
+    # GoBGP does not pass the other nodes' blocks back (sender-side AS loop check): the one
+    # rejection is the prefix outside the pools.
+    want = {"outside pools": 1}
+
+    def judged() -> bool:
+        return all(rejected(cluster, n, peer) == want for n in cluster.topo.nodes)
+
+    wait_for(judged, timeout=30, what=f"rejections {want} on every node "
+             f"(now {[rejected(cluster, n, peer) for n in cluster.topo.nodes]})")
