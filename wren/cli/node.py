@@ -88,7 +88,10 @@ def render_status(agent: str, status: SidecarStatus | None, *, now: float) -> st
             lines.append(f"No IPv{version} peers found.")
             continue
         lines += _table(rows)
-        rejected = {k: v for p in rows for k, v in p.rejected.items()}
+        rejected: dict[str, int] = {}
+        for p in rows:
+            for reason, count in p.rejected.items():
+                rejected[reason] = rejected.get(reason, 0) + count
         if rejected:
             lines.append("Dropped on import: " + ", ".join(f"{k}: {v}" for k, v in
                                                             sorted(rejected.items())))
