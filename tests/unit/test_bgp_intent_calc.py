@@ -158,8 +158,11 @@ def test_mesh_is_ibgp_in_the_global_as_unless_a_node_sets_its_own() -> None:
     assert by_addr(intent)["10.0.0.2"].local_as == 65001
 
 
-def test_only_the_lower_address_dials_so_we_are_passive_towards_lower_addresses() -> None:
-    # 10.0.0.10 > 10.0.0.9 as numbers (not as text): n10 waits for n9 to dial.
+def test_exactly_one_side_dials_a_mesh_session_the_lower_address() -> None:
+    # Wren's convention (PeerIntent.passive): the higher address waits, compared as numbers
+    # (10.0.0.10 > 10.0.0.9), so n10 waits for n9 to dial. calico-node's template does the
+    # reverse (it waits when the peer's address is greater, compared as text), which only
+    # matters if a Wren node ever meshes with a calico-node: both would wait.
     n9, n10 = node("n9", "10.0.0.9/24"), node("n10", "10.0.0.10/24")
     n11 = node("n11", "10.0.0.11/24")
     peers = by_addr(intent_of("n10", nodes=(n9, n10, n11)))
@@ -321,6 +324,14 @@ def test_a_reflector_peers_with_every_node_the_bgppeer_applies_to_the_reverse_di
     assert sorted(peers) == ["10.0.0.1", "10.0.0.102", "10.0.0.2"]
     assert peers["10.0.0.1"].passive and peers["10.0.0.2"].passive
     assert not peers["10.0.0.102"].passive
+
+
+def test_a_peer_selector_without_a_node_selector_is_global_both_ways() -> None:
+    everyone = peer("everyone-to-rrs", peerSelector="route-reflector == 'true'")
+    client = by_addr(intent_of("n1", nodes=RR_CLUSTER, cfg=NO_MESH, peers=(everyone,)))
+    assert {p.type for p in client.values()} == {"global"}
+    reflector = by_addr(intent_of("rr1", nodes=RR_CLUSTER, cfg=NO_MESH, peers=(everyone,)))
+    assert sorted(reflector) == ["10.0.0.1", "10.0.0.102", "10.0.0.2"]
 
 
 def test_a_reflector_treats_ibgp_peers_outside_its_cluster_as_clients() -> None:
