@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -65,13 +66,16 @@ _ZERO_MAC = "00:00:00:00:00:00"  # a VXLAN device's default destination, not an 
 _Key = tuple[Literal["neigh", "fdb"], str, str]  # kind, device, ip (neigh) or mac (fdb)
 
 
+_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
+
+
 def _mac(value: str) -> str:
-    parts = value.lower().split(":")
-    if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdef" for c in p)
-                                  for p in parts):
+    """Lower case; a regex because every entry read back by a resync passes through here."""
+    mac = value.lower()
+    if not _MAC.fullmatch(mac):
         raise ValidationError(kind="Neighbour", name=value, field="mac",
                               rule="must be six colon-separated hex octets")
-    return ":".join(parts)
+    return mac
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +253,9 @@ class NeighTable:
         links = self._nl.dump_links()
         self._links = _Cache({x.name: x.index for x in links}, {x.index: x.name for x in links})
         owned = {x.index: x.name for x in links if self._policy.owns_iface(x.name)}
+        # Where the kernel agrees with what we want, `seen` gets the very object we hold:
+        # no new entry built and validated, and the diff compares identical fields.
+        wanted = self._tracker.get_desired
         seen: dict[_Key, Entry] = {}
         for msg in self._nl.dump_neighs(family=socket.AF_UNSPEC):
             name = owned.get(msg.ifindex)
@@ -256,8 +263,10 @@ class NeighTable:
                     or not msg.state & NUD_PERMANENT or msg.dst is None
                     or len(msg.lladdr) != len(_ZERO_MAC)):
                 continue  # not ours, not permanent, or not an Ethernet neighbour
-            n = Neighbour(iface=name, ip=msg.dst, mac=msg.lladdr)
-            seen[_key(n)] = n
+            key: _Key = ("neigh", name, str(msg.dst))
+            held = wanted(key)
+            seen[key] = (held if isinstance(held, Neighbour) and held.mac == msg.lladdr
+                         else Neighbour(iface=name, ip=msg.dst, mac=msg.lladdr))
         # Remote FDB entries live on tunnel devices (`vxlan.calico`), never on a pod's veth:
         # dumping every veth's FDB would list only their multicast addresses. A device an FDB
         # entry is wanted on is dumped whatever its name.
@@ -269,8 +278,10 @@ class NeighTable:
                 if (msg.ifindex != index or msg.dst is None or not msg.state & NUD_PERMANENT
                         or len(msg.lladdr) != len(_ZERO_MAC) or msg.lladdr == _ZERO_MAC):
                     continue  # the device's own (multicast) addresses, learned entries
-                f = FDBEntry(iface=name, mac=msg.lladdr, remote=msg.dst)
-                seen[_key(f)] = f
+                key = ("fdb", name, msg.lladdr)
+                held = wanted(key)
+                seen[key] = (held if isinstance(held, FDBEntry) and held.remote == msg.dst
+                             else FDBEntry(iface=name, mac=msg.lladdr, remote=msg.dst))
         self._tracker.replace_dataplane(seen)
         self._resync_due = False
         self.counters.resyncs += 1

@@ -202,6 +202,19 @@ def test_changed_entry_is_replaced_and_deletions_go_before_updates(
     assert kernel.fdbs[(5, "66:00:00:00:00:02")].dst == ADDR("192.168.0.3")
 
 
+def test_entries_changed_behind_our_back_are_rewritten_on_resync(
+        kernel: FakeNeighKernel) -> None:
+    nt = table(kernel)
+    nt.replace_all([VTEP_NEIGH, VTEP_FDB])
+    nt.apply()
+    kernel.add(kernel.neighs[(5, ADDR("10.244.1.0"))]._replace(lladdr="02:00:00:00:00:01"))
+    kernel.add(kernel.fdbs[(5, "66:00:00:00:00:02")]._replace(dst=ADDR("192.168.0.9")))
+    nt.queue_resync()
+    assert nt.apply().updated == 2
+    assert kernel.neighs[(5, ADDR("10.244.1.0"))].lladdr == "66:00:00:00:00:02"
+    assert kernel.fdbs[(5, "66:00:00:00:00:02")].dst == ADDR("192.168.0.2")
+
+
 def test_entry_already_gone_when_deleted_counts_as_deleted(kernel: FakeNeighKernel) -> None:
     nt = table(kernel)
     nt.replace_all([VTEP_NEIGH])

@@ -352,10 +352,11 @@ def test_decoding_what_we_encode_gives_the_same_neighbour(neigh: NeighMsg) -> No
     assert decode_neigh(data, msg.start, msg.end) == neigh
 
 
-def test_encoder_leaves_no_stale_bytes_in_a_reused_buffer() -> None:
+@pytest.mark.parametrize("neigh", NEIGHS)
+def test_encoder_leaves_no_stale_bytes_in_a_reused_buffer(neigh: NeighMsg) -> None:
     buf = bytearray(b"\xff" * 256)
-    end = encode_neigh(buf, 0, msg_type=nl.RTM_NEWNEIGH, flags=0x505, seq=7, neigh=VTEP)
-    assert bytes(buf[:end]) == encode_neigh_one(VTEP)
+    end = encode_neigh(buf, 4, msg_type=nl.RTM_NEWNEIGH, flags=0x505, seq=7, neigh=neigh)
+    assert bytes(buf[4:end]) == encode_neigh_one(neigh)
 
 
 def test_neighbour_dump_request_is_zero_but_family_and_filters_by_device() -> None:
