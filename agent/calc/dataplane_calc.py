@@ -12,6 +12,8 @@ How a remote block is reached depends on the pool it belongs to (Calico's rules)
   ipipMode Always                 → via <BGP next hop> dev tunl0 onlink              (BGP)
   ipipMode CrossSubnet            → same, unless the next hop is in our subnet: direct (BGP)
   both Never                      → via <BGP next hop> dev <parent> onlink           (BGP)
+  no pool (an external peer's BGPFilter accepted it, a service range)
+                                  → like Never, unless it covers our own subnet      (BGP)
 A direct next hop outside our subnet is resolved recursively through the host's own route to it
 (BIRD's "gateway recursive"), so a plain BGP fabric with a router between subnets works.
 "Our subnet" is the prefix of this node's `spec.bgp.ipv4Address`. VXLAN routes come from the
@@ -187,9 +189,15 @@ def compute_desired(inp: CalcInput) -> DesiredDataplane:
         if prefix in block_routes or any(prefix.overlaps(b) for b in local_blocks):
             continue
         pool = _pool_for(inp.pools, prefix)
-        if pool is None or pool.spec.vxlan_mode != "Never":
+        if pool is not None and pool.spec.vxlan_mode != "Never":
             continue
-        if _needs_encap(pool.spec.ipip_mode, my_net, next_hop) and next_hop.version == 4:
+        if pool is None and my_net is not None and prefix.version == my_net.version \
+                and prefix.overlaps(my_net):
+            warnings.append(f"route {prefix}: learned over BGP but covers this node's subnet "
+                            f"{my_net}; not programmed (it would shadow the host's own route)")
+            continue
+        if pool is not None and _needs_encap(pool.spec.ipip_mode, my_net, next_hop) \
+                and next_hop.version == 4:
             block_routes[prefix] = BlockRoute(
                 dst=prefix, kind="ipip", gateway=next_hop, device=IPIP_DEVICE
             )

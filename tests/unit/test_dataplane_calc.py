@@ -145,9 +145,22 @@ def test_switching_a_pool_mode_changes_only_the_remote_block_routes() -> None:
     assert after.block_routes[net("10.65.2.0/26")].kind == "direct"
 
 
-def test_learned_routes_outside_every_pool_are_not_programmed() -> None:
-    d = calc({"p": pool("p", "10.65.0.0/16")}, learned={net("192.168.0.0/24"): ip("10.0.1.12")})
-    assert net("192.168.0.0/24") not in d.block_routes
+def test_learned_routes_outside_every_pool_are_programmed_like_calicos_bird_does() -> None:
+    # The sidecar hands over only what its import policy accepted: outside the pools that is a
+    # route an external peer's BGPFilter let in, or a service range another node announces.
+    host = HostFacts(parent_iface="eth0", gateways={ip("10.0.2.1"): ip("10.0.1.1")})
+    learned = {net("192.168.0.0/24"): ip("10.0.1.12"), net("172.16.0.0/16"): ip("10.0.2.1")}
+    d = calc({"p": pool("p", "10.65.0.0/16", ipipMode="Always")}, learned=learned, host=host)
+    r = d.block_routes[net("192.168.0.0/24")]
+    assert (r.kind, r.gateway, r.device) == ("direct", ip("10.0.1.12"), "eth0")
+    assert d.block_routes[net("172.16.0.0/16")].gateway == ip("10.0.1.1")  # recursive
+
+
+def test_learned_route_covering_the_nodes_own_subnet_is_refused_with_a_warning() -> None:
+    learned = {net("0.0.0.0/0"): ip("10.0.1.1"), net("10.0.0.0/16"): ip("10.0.1.1")}
+    d = calc({"p": pool("p", "10.65.0.0/16")}, learned=learned)
+    assert net("0.0.0.0/0") not in d.block_routes and net("10.0.0.0/16") not in d.block_routes
+    assert any("10.0.0.0/16" in w and "shadow" in w for w in d.warnings)
 
 
 def test_nat_pools_mark_only_enabled_natoutgoing_pools() -> None:
