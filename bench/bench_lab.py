@@ -52,7 +52,7 @@ from common import percentile, write_result
 
 from agent.kernel.netlink import RouteSocket, decode_route, iter_messages
 from agent.kernel.netns import in_netns
-from lab.cluster import LabCluster, Pod, resources_for
+from lab.cluster import BIN, LabCluster, Pod, resources_for, route_reflectors
 from lab.topology import LabNode, Topology
 
 RTMGRP_IPV4_ROUTE = 0x40
@@ -348,6 +348,8 @@ def convergence(mode: str, pods: int, work: Path, pings: list[int]) -> dict[str,
                     "cni_s": round(cni, 3),
                     "first_reply_s": (round(reply_wall - t0_wall, 3)
                                       if reply_wall is not None else None),
+                    "reply_after_cni_s": (round(reply_wall - t0_wall - cni, 3)
+                                          if reply_wall is not None else None),
                 }
                 with watch.cond:
                     seen = {ns: watch.first_seen.get((ns, block)) for ns in others}
@@ -373,8 +375,8 @@ def convergence_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for kind, fresh in (("new_block", True), ("existing_block", False)):
         sel = [r for r in runs if r["new_block"] is fresh]
         d: dict[str, Any] = {"pods": len(sel)}
-        for key in ("cni_s", "first_reply_s", "route_on_n4_s", "route_on_n1_s",
-                    "route_on_all_s"):
+        for key in ("cni_s", "first_reply_s", "reply_after_cni_s", "route_on_n4_s",
+                    "route_on_n1_s", "route_on_all_s"):
             vals = [r[key] for r in sel if r.get(key) is not None]
             if vals:
                 d[key] = stats(vals, 3)
@@ -390,10 +392,10 @@ def scale(mode: str, nodes: int, work: Path, settle: float, timeout: float) -> d
     result: dict[str, Any] = {"mode": mode, "nodes": nodes, "loadavg_before": os.getloadavg()}
     with lab(mode, nodes, work) as cluster:
         topo = cluster.topo
-        if mode == "rr":
-            from lab.cluster import route_reflectors
-            result["reflectors"] = sorted(route_reflectors(topo))
-            result["clients"] = nodes - len(result["reflectors"])
+        rrs = sorted(route_reflectors(topo)) if mode == "rr" else []
+        if rrs:
+            result["reflectors"] = rrs
+            result["clients"] = nodes - len(rrs)
         start = time.monotonic()
         pods = add_pods(cluster, topo.nodes)
         result["pods_before_start_s"] = round(time.monotonic() - start, 2)
@@ -426,7 +428,7 @@ def scale(mode: str, nodes: int, work: Path, settle: float, timeout: float) -> d
                     have = {ns: len(want[ns] & watch.routes[ns]) for ns in want}
                 result["converged"] = False
                 result["blocks_seen_per_node"] = stats(list(have.values()), 0)
-                result["at_timeout"] = summarize(sample_cluster(cluster), before)
+                result["at_timeout"] = summarize(sample_cluster(cluster), before, rrs)
                 return result
             result["converged"] = True
             result["converge_s"] = round(t_conv - t0, 2)
@@ -435,12 +437,12 @@ def scale(mode: str, nodes: int, work: Path, settle: float, timeout: float) -> d
                                    default=t0) for ns in want]
             result["node_complete_s"] = stats([t - t0 for t in complete_at])
             at_conv = sample_cluster(cluster)
-            result["at_convergence"] = summarize(at_conv, before)
+            result["at_convergence"] = summarize(at_conv, before, rrs)
             result["sessions_at_convergence"] = sessions(cluster)
             time.sleep(settle)
             settled = sample_cluster(cluster)
             result["settle_s"] = settle
-            result["after_settle"] = summarize(settled, before)
+            result["after_settle"] = summarize(settled, before, rrs)
             result["idle_cpu_percent"] = idle_rates(at_conv, settled)
             result["sessions_after_settle"] = sessions(cluster)
             with watch.cond:
@@ -461,11 +463,19 @@ def sessions(cluster: LabCluster) -> dict[str, Any]:
             "per_node": per}
 
 
-def summarize(sample: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
-    """Per-process values and their median/p95/max; reflectors' sidecars apart (RR mode)."""
+def summarize(sample: dict[str, Any], before: dict[str, Any],
+              reflectors: Sequence[str] = ()) -> dict[str, Any]:
+    """Per-process values and their median/p95/max (over every node, and in RR mode over the
+    clients alone and the reflectors alone)."""
     out: dict[str, Any] = {"agent": {}, "sidecar": {}, "other": {}}
     for kind, key in (("agent", "agents"), ("sidecar", "sidecars")):
         groups = sample[key]
+        if reflectors:
+            for part, names in (("clients", [n for n in groups if n not in reflectors]),
+                                ("reflectors", [n for n in groups if n in reflectors])):
+                out[f"{kind}_{part}"] = {
+                    "cpu_s": stats([groups[n]["cpu_s"] for n in names]),
+                    "rss_mib": stats([groups[n]["rss_kb"] / 1024 for n in names], 1)}
         out[kind] = {
             "cpu_s": stats([g["cpu_s"] for g in groups.values()]),
             "rss_mib": stats([g["rss_kb"] / 1024 for g in groups.values()], 1),
@@ -495,6 +505,23 @@ def idle_rates(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- main ----------------------------------------------------------------------------------
+def bytecode_cache(cache: Path) -> dict[str, Any]:
+    """Agents, sidecars and ExaBGP write and reuse .pyc files under `cache` (a deployed image
+    has them; with PYTHONDONTWRITEBYTECODE=1 in the environment, as on this machine, every
+    process start compiles the project's sources again: seconds per agent on a busy host).
+    The entry points are imported once here so the first lab does not pay for it."""
+    had = os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = str(cache)
+    started = time.monotonic()
+    subprocess.run([str(BIN / "python"), "-c",
+                    "import agent.daemon, agent.wiring, bgp.sidecar, bgp.relay, wren.cli.main, "
+                    "wren.cni.plugin, exabgp.application.main"], check=True)
+    return {"PYTHONPYCACHEPREFIX": str(cache), "PYTHONDONTWRITEBYTECODE_in_env": had,
+            "warm_up_s": round(time.monotonic() - started, 2),
+            "note": "agents, sidecars and ExaBGP use a .pyc cache; the CNI plugin and wrenctl "
+                    "run with LabCluster's own environment (the source tree's __pycache__)"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--pods", type=int, default=20,
@@ -507,6 +534,8 @@ def main() -> None:
                         help="seconds after convergence before the steady-state sample")
     parser.add_argument("--timeout", type=float, default=900.0, help="scale convergence limit")
     parser.add_argument("--out", default="lab")
+    parser.add_argument("--no-pyc-cache", action="store_true",
+                        help="leave PYTHONDONTWRITEBYTECODE as the environment has it")
     args = parser.parse_args()
 
     def stop(signum: int, _frame: object) -> None:
@@ -536,6 +565,8 @@ def main() -> None:
     pings: list[int] = []
     with tempfile.TemporaryDirectory(prefix="wb-bench-lab-") as tmp:
         work = Path(tmp)
+        if not args.no_pyc_cache:
+            data["bytecode"] = bytecode_cache(work / "pycache")
         try:
             for mode in [m for m in args.modes.split(",") if m]:
                 print(f"== convergence {mode}", flush=True)
