@@ -53,11 +53,12 @@ lab: deps venv
 lab-down: venv
 	$(PY) -m lab down
 
-# Speed and memory against ip -batch (bench/results/*.json, a plot, docs/benchmarks.md's data).
+# Speed and memory against ip -batch, lab convergence and scale (bench/results/*.json, a plot).
 bench: deps venv
 	$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) bench/bench_routes.py
 	$(PY) bench/bench_agent.py
+	$(PY) bench/bench_lab.py
 	$(PY) bench/plot.py
 
 clean:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from typing import Any
 
 from common import RESULTS
@@ -44,8 +45,119 @@ def agent_table(data: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def _pq(d: dict[str, Any] | None, key: str, scale: float = 1.0, digits: int = 1) -> str:
+    """'p50 / p95' of a stats dict from bench_lab.py, or a dash."""
+    s = (d or {}).get(key)
+    if not s:
+        return "—"
+    return f"{s['median'] * scale:,.{digits}f} / {s['p95'] * scale:,.{digits}f}"
+
+
+def lab_convergence_table(data: dict[str, Any]) -> str:
+    rows = ["| mode | pod's block | pods | CNI ADD s | first reply s | reply after CNI ms "
+            "| block on n4 s | block on n1 s | block on every node s |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    names = {"bgp": "full mesh", "rr": "route reflectors"}
+    for mode, conv in data.get("convergence", {}).items():
+        for kind, label in (("new_block", "new"), ("existing_block", "existing")):
+            d = conv["summary"].get(kind, {})
+            if not d.get("pods"):
+                continue
+            rows.append(
+                f"| {names.get(mode, mode)} | {label} | {d['pods']} | {_pq(d, 'cni_s')} "
+                f"| {_pq(d, 'first_reply_s', digits=2)} "
+                f"| {_pq(d, 'reply_after_cni_s', 1000, 0)} | {_pq(d, 'route_on_n4_s', digits=2)} "
+                f"| {_pq(d, 'route_on_n1_s', digits=2)} | {_pq(d, 'route_on_all_s', digits=2)} |")
+    return "\n".join(rows) + "\n\n(p50 / p95, from CNI ADD started)"
+
+
+def _mm(d: dict[str, Any] | None, key: str, digits: int = 1) -> str:
+    """'p50 (max)' of a stats dict, or a dash."""
+    s = (d or {}).get(key)
+    if not s:
+        return "—"
+    return f"{s['median']:,.{digits}f} ({s['max']:,.{digits}f})"
+
+
+def _topology(r: dict[str, Any]) -> str:
+    if r["mode"] == "rr":
+        return f"RR: {len(r.get('reflectors', []))} reflectors + {r.get('clients', '?')} clients"
+    return f"full mesh {r['nodes']}"
+
+
+def lab_scale_table(data: dict[str, Any]) -> str:
+    rows = ["| topology | nodes | sessions up | converge s | node complete s p50 (max) "
+            "| agent CPU s | agent RSS MiB | sidecar CPU s | sidecar RSS MiB "
+            "| reflector sidecar CPU s / RSS MiB | idle CPU % agent / sidecar "
+            "| total RSS GiB | load avg |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in data.get("scale", []):
+        if r.get("error") or not r.get("converged"):
+            why = r.get("error") or f"not converged in the time limit ({r.get('wall_s')} s)"
+            rows.append(f"| {_topology(r)} | {r['nodes']} | | {why[:120]} |"
+                        + " |" * 9)
+            continue
+        conv, settled = r["at_convergence"], r["after_settle"]
+        sess = r.get("sessions_after_settle", {})
+        rr = "—"
+        if "sidecar_reflectors" in conv:
+            rr = (f"{conv['sidecar_reflectors']['cpu_s']['max']:.1f} / "
+                  f"{settled['sidecar_reflectors']['rss_mib']['max']:.0f}")
+        sidecar_cpu = conv.get("sidecar_clients", conv["sidecar"])
+        sidecar_rss = settled.get("sidecar_clients", settled["sidecar"])
+        idle = r.get("idle_cpu_percent", {})
+        total = (settled["agent"]["total_rss_mib"] + settled["sidecar"]["total_rss_mib"]) / 1024
+        load = r.get("loadavg_before", [float("nan")])[0]
+        rows.append(
+            f"| {_topology(r)} | {r['nodes']} | {sess.get('up_total', '?')}/"
+            f"{sess.get('peers_total', '?')} | {r['converge_s']:.1f} "
+            f"| {_mm(r, 'node_complete_s')} "
+            f"| {_mm(conv['agent'], 'cpu_s')} | {_mm(settled['agent'], 'rss_mib', 0)} "
+            f"| {_mm(sidecar_cpu, 'cpu_s')} | {_mm(sidecar_rss, 'rss_mib', 0)} | {rr} "
+            f"| {idle.get('agents', {}).get('median', float('nan')):.1f} / "
+            f"{idle.get('sidecars', {}).get('median', float('nan')):.1f} "
+            f"| {total:.1f} | {load:.1f} |")
+    return ("\n".join(rows) + "\n\n(CPU s: utime+stime from start to convergence; RSS: VmRSS "
+            "after the settle time; p50 (max) over nodes; sidecar = wren-bgp + ExaBGP + its "
+            "API process; in RR mode the sidecar columns are the clients')")
+
+
+def lab_sidecar_table(data: dict[str, Any]) -> str:
+    """Where a sidecar's memory and CPU go: wren-bgp, ExaBGP, ExaBGP's API process."""
+    rows = ["| topology | node role | wren-bgp RSS MiB | ExaBGP RSS MiB | API process RSS MiB "
+            "| wren-bgp CPU s | ExaBGP CPU s | API process CPU s |",
+            "|---|---|---:|---:|---:|---:|---:|---:|"]
+
+    def part(cmd: str) -> str:
+        return "relay" if "relay" in cmd else "exabgp" if "exabgp" in cmd else "wren-bgp"
+
+    for r in data.get("scale", []):
+        if not r.get("converged"):
+            continue
+        per = r["after_settle"]["sidecar"]["per_node"]
+        reflectors = set(r.get("reflectors", []))
+        for role, names in (("all", [n for n in per if n not in reflectors]),
+                            ("reflector", [n for n in per if n in reflectors])):
+            if not names:
+                continue
+            rss: dict[str, list[float]] = {"wren-bgp": [], "exabgp": [], "relay": []}
+            cpu: dict[str, list[float]] = {"wren-bgp": [], "exabgp": [], "relay": []}
+            for n in names:
+                for m in per[n]["members"]:
+                    rss[part(m["cmd"])].append(m.get("vmrss_kb", 0) / 1024)
+                    cpu[part(m["cmd"])].append(m["cpu_s"])
+            label = "client" if role == "all" and reflectors else role
+            cells = [f"{statistics.median(rss[k]):.0f}" if rss[k] else "—" for k in rss]
+            cells += [f"{statistics.median(cpu[k]):.1f}" if cpu[k] else "—" for k in cpu]
+            rows.append(f"| {_topology(r)} | {label} | " + " | ".join(cells) + " |")
+    return ("\n".join(rows) + "\n\n(medians over nodes after the settle time; CPU s since "
+            "process start)")
+
+
 def main() -> None:
-    for name, render in (("routes", routes_table), ("agent", agent_table)):
+    for name, render in (("routes", routes_table), ("agent", agent_table),
+                         ("lab", lab_convergence_table), ("lab", lab_scale_table),
+                         ("lab", lab_sidecar_table)):
         path = RESULTS / f"{name}.json"
         if path.exists():
             data = json.loads(path.read_text())
