@@ -51,7 +51,7 @@ class PeerIntent:
     type: str  # one of PEER_TYPES
     name: str = ""  # the BGPPeer (or node) that asked for it, for status and logs
     port: int = 179
-    passive: bool = False  # the other side dials (Calico: the higher address waits)
+    passive: bool = False  # the other side dials (Calico: wait for a greater address, as text)
     password: str | None = None
     source_address: IPAddress | None = None
     restart_time: int = 120  # graceful restart, seconds; 0 disables

@@ -47,6 +47,12 @@ class BGPInputs:
     filters: Mapping[str, BGPFilter] = field(default_factory=dict)
 
 
+def _waits(mine: IPAddress, theirs: IPAddress) -> bool:
+    """Only one side of a node-to-node session dials: calico-node's rule, so a Wren node and a
+    calico-node agree too — wait when the peer's address is greater, compared as text."""
+    return str(theirs) > str(mine)
+
+
 def compute_intent(inp: BGPInputs, secret: SecretLookup | None = None) -> BGPIntent | None:
     """None when this node has no BGP address yet (the agent writes it; BGP waits)."""
     lookup: SecretLookup = secret or (lambda _name, _key: None)
@@ -99,7 +105,7 @@ def compute_intent(inp: BGPInputs, secret: SecretLookup | None = None) -> BGPInt
             mesh_addr: IPAddress = bgp.ipv4_address.ip
             peers.setdefault(mesh_addr, PeerIntent(
                 address=mesh_addr, peer_as=node_as(node), local_as=my_as,
-                type="node-to-node mesh", name=name, passive=int(my_addr) > int(mesh_addr),
+                type="node-to-node mesh", name=name, passive=_waits(my_addr, mesh_addr),
                 password=mesh_password,
                 source_address=my_addr, restart_time=mesh_restart, is_node=True,
             ))
@@ -122,7 +128,7 @@ def compute_intent(inp: BGPInputs, secret: SecretLookup | None = None) -> BGPInt
             peers[addr] = PeerIntent(
                 address=addr, peer_as=peer_as, local_as=local_as, type=kind,
                 name=peer.metadata.name, port=port or 179,
-                passive=node_peer and int(my_addr) > int(addr),
+                passive=node_peer and _waits(my_addr, addr),
                 password=password,
                 source_address=my_addr if s.source_address == "UseNodeIP" else None,
                 restart_time=_seconds(s.max_restart_time),

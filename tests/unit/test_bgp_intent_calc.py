@@ -158,18 +158,17 @@ def test_mesh_is_ibgp_in_the_global_as_unless_a_node_sets_its_own() -> None:
     assert by_addr(intent)["10.0.0.2"].local_as == 65001
 
 
-def test_exactly_one_side_dials_a_mesh_session_the_lower_address() -> None:
-    # Wren's convention (PeerIntent.passive): the higher address waits, compared as numbers
-    # (10.0.0.10 > 10.0.0.9), so n10 waits for n9 to dial. calico-node's template does the
-    # reverse (it waits when the peer's address is greater, compared as text), which only
-    # matters if a Wren node ever meshes with a calico-node: both would wait.
+def test_exactly_one_side_dials_a_mesh_session_by_calico_nodes_rule() -> None:
+    # calico-node's template: wait when the peer's address is greater, compared as text
+    # ("10.0.0.9" > "10.0.0.10"), so a Wren node and a calico-node never both wait.
     n9, n10 = node("n9", "10.0.0.9/24"), node("n10", "10.0.0.10/24")
     n11 = node("n11", "10.0.0.11/24")
     peers = by_addr(intent_of("n10", nodes=(n9, n10, n11)))
     assert peers["10.0.0.9"].passive is True
-    assert peers["10.0.0.11"].passive is False
+    assert peers["10.0.0.11"].passive is True
     # And the other side agrees, so exactly one side dials each session.
     assert by_addr(intent_of("n9", nodes=(n9, n10, n11)))["10.0.0.10"].passive is False
+    assert by_addr(intent_of("n11", nodes=(n9, n10, n11)))["10.0.0.10"].passive is False
 
 
 def test_route_reflector_nodes_leave_the_mesh() -> None:
@@ -246,13 +245,13 @@ def test_node_selector_peer_applies_to_the_selected_nodes_only() -> None:
     assert "192.0.2.1" not in by_addr(intent_of("n2", nodes=(a1, b2), peers=(tor,)))
 
 
-def test_peer_ip_of_another_node_is_a_node_session_dialled_by_the_lower_address() -> None:
+def test_peer_ip_of_another_node_is_a_node_session_dialled_by_one_side_only() -> None:
     cfg = config(nodeToNodeMeshEnabled=False)
     to_n1 = peer("to-n1", node="n2", peerIP="10.0.0.1", asNumber=64512)
     p = by_addr(intent_of("n2", cfg=cfg, peers=(to_n1,)))["10.0.0.1"]
-    assert p.is_node and p.passive  # 10.0.0.2 > 10.0.0.1: n1 dials
+    assert p.is_node and not p.passive  # "10.0.0.1" < "10.0.0.2": n2 dials
     to_n3 = peer("to-n3", node="n2", peerIP="10.0.0.3", asNumber=64512)
-    assert not by_addr(intent_of("n2", cfg=cfg, peers=(to_n3,)))["10.0.0.3"].passive
+    assert by_addr(intent_of("n2", cfg=cfg, peers=(to_n3,)))["10.0.0.3"].passive
 
 
 def test_a_peer_on_our_own_address_is_ignored() -> None:
@@ -315,15 +314,16 @@ def test_clients_peer_with_every_reflector_and_never_each_other() -> None:
     for p in peers.values():
         assert p.type == "node specific" and p.is_node and p.name == "peer-with-rrs"
         assert p.peer_as == 64512 and not p.rr_client
-        assert not p.passive  # 10.0.0.1 is lower: the client dials
+        assert p.passive  # "10.0.0.101" > "10.0.0.1" as text: the reflector dials
 
 
 def test_a_reflector_peers_with_every_node_the_bgppeer_applies_to_the_reverse_direction() -> None:
     intent = intent_of("rr1", nodes=RR_CLUSTER, cfg=NO_MESH, peers=(TO_RRS,))
     peers = by_addr(intent)
     assert sorted(peers) == ["10.0.0.1", "10.0.0.102", "10.0.0.2"]
-    assert peers["10.0.0.1"].passive and peers["10.0.0.2"].passive
-    assert not peers["10.0.0.102"].passive
+    # As text "10.0.0.1" < "10.0.0.101" < "10.0.0.102" < "10.0.0.2": wait for the greater.
+    assert not peers["10.0.0.1"].passive
+    assert peers["10.0.0.2"].passive and peers["10.0.0.102"].passive
 
 
 def test_a_peer_selector_without_a_node_selector_is_global_both_ways() -> None:
