@@ -16,6 +16,8 @@ of it from the kernel, what the peers made of us from their own CLIs (birdc, gob
 from __future__ import annotations
 
 import ipaddress
+import socket
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ import pytest
 
 from bgp.status import SidecarStatus, read_status
 from lab.cluster import NODE_AS, POOL_CIDR, LabCluster
-from lab.topology import LabNode
+from lab.topology import LabNode, netns_exec
 from tests.integration.agent_support import routes, wait_for
 from tests.integration.bgp_support import (
     Bird,
@@ -39,6 +41,13 @@ pytestmark = pytest.mark.integration
 
 BIRD_AS = 65100
 GOBGP_AS = 65200
+MD5_AS = 65300
+MD5_PASSWORD = "wren-md5-s3cret"
+WRONG_PASSWORD = "not-the-md5-s3cret"
+# etcd datastore: a BGPPeer's secretKeyRef {name, key} is read from WREN_SECRET_<NAME>_<KEY>
+# in the agent's environment (wren/datastore/etcd.py).
+AGENT_SECRETS = {"WREN_SECRET_BGP_SECRETS_GOOD": MD5_PASSWORD,
+                 "WREN_SECRET_BGP_SECRETS_BAD": WRONG_PASSWORD}
 OUTSIDE = "192.0.2.0/24"  # TEST-NET-1: in no pool
 OUTSIDE_GOBGP = "198.51.100.0/24"  # TEST-NET-2: in no pool
 
@@ -113,8 +122,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
     extra = [
         peer_doc("ext-bird", "10.0.1.100", BIRD_AS),
         peer_doc("ext-gobgp", "10.0.1.101", GOBGP_AS),
+        peer_doc("md5-good", "10.0.1.102", MD5_AS, node="n1",
+                 password={"secretKeyRef": {"name": "bgp-secrets", "key": "good"}}),
+        peer_doc("md5-bad", "10.0.1.102", MD5_AS, node="n2",
+                 password={"secretKeyRef": {"name": "bgp-secrets", "key": "bad"}}),
     ]
-    with bgp_cluster(tmp_path_factory.mktemp("interop"), nodes=3, extra=extra) as c:
+    with bgp_cluster(tmp_path_factory.mktemp("interop"), nodes=3, extra=extra,
+                     agent_env=AGENT_SECRETS) as c:
         for node in c.topo.nodes:
             c.add_pod(node, 1)
         yield c
@@ -159,7 +173,9 @@ def test_bird_external_router_learns_every_node_block(
     protos = bird.protocols()
     assert all(protos[n.name] == ("up", "Established") for n in cluster.topo.nodes), protos
     for node in cluster.topo.nodes:
-        assert peer_state(cluster, node, bird.host.ip) == ("up", "Established")
+        # The status file follows the session within a moment (written when it changes).
+        wait_for(lambda node=node: peer_state(cluster, node, bird.host.ip) == (
+                     "up", "Established"), timeout=20, what=f"{node.name}'s status")
         row = status_row(cluster, node, bird.host.ip)
         assert "| global " in row and "| up " in row, row
 
@@ -313,3 +329,98 @@ def test_gobgp_route_inside_a_pool_reaches_every_node_and_one_outside_does_not(
 
     wait_for(judged, timeout=30, what=f"rejections {want} on every node "
              f"(now {[rejected(cluster, n, peer) for n in cluster.topo.nodes]})")
+
+
+# -- TCP MD5 (RFC 2385) ---------------------------------------------------------------------------
+def tcp_md5_supported() -> bool:
+    """Can this kernel sign TCP segments (CONFIG_TCP_MD5SIG)? Set a key on a fresh socket."""
+    tcp_md5sig = 14  # linux/tcp.h
+    sockaddr = struct.pack("=HH4s", socket.AF_INET, 0, socket.inet_aton("127.0.0.1"))
+    key = b"probe"
+    value = (sockaddr.ljust(128, b"\0") + struct.pack("=BBHI", 0, 0, len(key), 0)
+             + key.ljust(80, b"\0"))
+    with socket.socket() as sock:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, tcp_md5sig, value)
+        except OSError:
+            return False
+    return True
+
+
+def md5_failures(ns: str) -> int:
+    """TcpExt TCPMD5Failure of a namespace: segments dropped for a signature that did not match."""
+    text = netns_exec(ns, "cat", "/proc/net/netstat")
+    rows = [line.split() for line in text.splitlines() if line.startswith("TcpExt:")]
+    names, values = rows[0], rows[1]
+    return int(values[names.index("TCPMD5Failure")]) if "TCPMD5Failure" in names else 0
+
+
+def md5_bird_config(cluster: LabCluster, local: str, passwords: dict[str, str]) -> str:
+    """BIRD with a password per node protocol (n1, n2 only: the BGPPeers name these)."""
+    lines = [
+        f"router id {local};",
+        "protocol device {}",
+        "template bgp wren {",
+        f"  local {local} as {MD5_AS};",
+        "  connect retry time 5;",
+        "  ipv4 { import all; export none; };",
+        "}",
+    ]
+    for node in cluster.topo.nodes[:2]:
+        lines.append(f"protocol bgp {node.name} from wren {{ neighbor {node.address.ip} as "
+                     f'{NODE_AS}; direct; password "{passwords[node.name]}"; }}')
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def md5_bird(cluster: LabCluster) -> Iterator[Bird]:
+    """BIRD with password MD5_PASSWORD for n1 and n2; n1's BGPPeer has it, n2's another one."""
+    if not tcp_md5_supported():
+        pytest.fail("this kernel cannot sign TCP segments (TCP_MD5SIG refused: no "
+                    "CONFIG_TCP_MD5SIG?): BGP passwords cannot work here, and are untested")
+    with external_host(cluster, "md5", host=102) as host:
+        bird = Bird(host)
+        bird.start(md5_bird_config(cluster, host.ip, {"n1": MD5_PASSWORD, "n2": MD5_PASSWORD}))
+        yield bird
+
+
+def test_md5_password_from_a_secret_matches_bird_and_the_session_comes_up(
+        cluster: LabCluster, md5_bird: Bird) -> None:
+    n1 = cluster.topo.nodes[0]
+    peer = md5_bird.host.ip
+    wait_for(lambda: md5_bird.protocols().get("n1") == ("up", "Established"), timeout=60,
+             what=f"BIRD's MD5 session with n1 ({md5_bird.protocols()})")
+    wait_for(lambda: peer_state(cluster, n1, peer) == ("up", "Established"), timeout=20,
+             what="n1's status to show the MD5 peer up")
+    row = status_row(cluster, n1, peer)
+    assert "| node specific " in row and "| up " in row and "Established" in row, row
+    wait_for(lambda: blocks(cluster)["n1"] in md5_bird.routes(), timeout=20,
+             what="BIRD to learn n1's block over the signed session")
+    # ExaBGP's configuration holds the password: readable by its owner only.
+    conf = Path(cluster.node_env(n1)["WREN_RUN_DIR"]) / "exabgp.conf"
+    assert "md5-password" in conf.read_text()
+    assert conf.stat().st_mode & 0o077 == 0
+
+
+def test_md5_wrong_password_keeps_the_session_down(cluster: LabCluster, md5_bird: Bird) -> None:
+    n2 = cluster.topo.nodes[1]
+    peer = md5_bird.host.ip
+    wait_for(lambda: md5_bird.protocols().get("n1") == ("up", "Established"), timeout=60,
+             what="the good session first (BIRD works)")
+    # Both sides keep trying; the kernels drop each other's SYNs as wrongly signed.
+    before = md5_failures(n2.netns) + md5_failures(md5_bird.host.netns)
+    wait_for(lambda: md5_failures(n2.netns) + md5_failures(md5_bird.host.netns) > before,
+             timeout=30, what="a signed SYN to be refused for its signature")
+    assert md5_bird.protocols()["n2"][0] != "up", md5_bird.protocols()
+    state = peer_state(cluster, n2, peer)
+    assert state is not None and state[0] != "up", state
+    row = status_row(cluster, n2, peer)
+    assert row and "| up " not in row and "Established" not in row, row
+    assert blocks(cluster)["n2"] not in md5_bird.routes()
+    # The password is the only difference: give BIRD n2's password and the session comes up.
+    md5_bird.reconfigure(md5_bird_config(cluster, peer, {"n1": MD5_PASSWORD, "n2": WRONG_PASSWORD}))
+    wait_for(lambda: md5_bird.protocols().get("n2") == ("up", "Established"), timeout=60,
+             what=f"n2's session once the passwords agree ({md5_bird.protocols()})")
+    wait_for(lambda: peer_state(cluster, n2, peer) == ("up", "Established"), timeout=20,
+             what="n2's status to show the peer up")
+    assert md5_bird.protocols()["n1"] == ("up", "Established")  # untouched by the reconfigure
