@@ -113,7 +113,11 @@ def compute_intent(inp: BGPInputs, secret: SecretLookup | None = None) -> BGPInt
     for peer in sorted(inp.peers, key=lambda p: p.metadata.name):
         for target in _targets(peer, inp, me, warnings):
             target_addr, port, peer_as, node_peer = target
-            if target_addr == my_addr or target_addr in peers or target_addr.version != 4:
+            if target_addr.version != 4:
+                warnings.append(f"BGPPeer {peer.metadata.name}: peer {target_addr} is IPv6; "
+                                "this release runs IPv4 sessions only, so no session")
+                continue
+            if target_addr == my_addr or target_addr in peers:
                 continue
             addr: IPAddress = target_addr
             s = peer.spec

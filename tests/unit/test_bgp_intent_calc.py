@@ -482,3 +482,10 @@ def test_communities_come_from_prefix_advertisements_named_or_literal() -> None:
         "10.71.0.0/26": (),
         "10.96.0.0/12": ("65000:96",),
     }
+
+
+def test_an_ipv6_bgppeer_gets_no_session_and_a_warning_that_says_why() -> None:
+    v6 = peer("v6-tor", peerIP="2001:db8::1", asNumber=65100)
+    intent = intent_of(peers=(v6,))
+    assert "2001:db8::1" not in by_addr(intent)
+    assert any("v6-tor" in w and "IPv6" in w for w in intent.warnings)
