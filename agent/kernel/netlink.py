@@ -413,7 +413,7 @@ def encode_neigh(buf: bytearray, offset: int, *, msg_type: int, flags: int, seq:
 def encode_neigh_dump_request(*, seq: int, family: int, ifindex: int = 0) -> bytes:
     """RTM_GETNEIGH dump. Under NETLINK_GET_STRICT_CHK the header must be all zero but the
     family, and the kernel keeps only device `ifindex` (an NDA_IFINDEX attribute; 0 = all).
-    Without strict checking the attribute is ignored and the caller filters."""
+    Send `ifindex` only on a socket with strict checking on."""
     attrs = _RTA_U32.pack(8, NDA_IFINDEX, ifindex) if ifindex else b""
     body = _NDMSG.pack(family, 0, 0, 0, 0)
     size = _HDR_LEN + len(body) + len(attrs)
@@ -570,11 +570,13 @@ class RouteSocket:
                  buffer_bytes: int = 4 << 20) -> None:
         self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
                                    NETLINK_ROUTE)
+        self._strict = False
         for opt, val in ((NETLINK_GET_STRICT_CHK, 1), (NETLINK_EXT_ACK, 1),
                          (NETLINK_CAP_ACK, 1)):
             # Older kernels lack some: dumps are then filtered in Python below.
             with contextlib.suppress(OSError):
                 self._sock.setsockopt(SOL_NETLINK, opt, val)
+                self._strict |= opt == NETLINK_GET_STRICT_CHK
         for opt, force in ((socket.SO_SNDBUF, 32), (socket.SO_RCVBUF, 33)):  # *BUFFORCE
             try:
                 self._sock.setsockopt(socket.SOL_SOCKET, force, buffer_bytes)
@@ -718,13 +720,15 @@ class RouteSocket:
 
     def dump_neighs(self, *, family: int, ifindex: int = 0) -> list[NeighMsg]:
         def request(seq: int) -> bytes:
-            return encode_neigh_dump_request(seq=seq, family=family, ifindex=ifindex)
+            # Without strict checking an FDB dump reads its header as an ifinfomsg and would
+            # misparse the attribute: ask for everything then, and filter below.
+            return encode_neigh_dump_request(seq=seq, family=family,
+                                             ifindex=ifindex if self._strict else 0)
 
         def decode(view: memoryview, msg: NetlinkMessage) -> NeighMsg | None:
             if msg.type != RTM_NEWNEIGH:
                 return None
             neigh = decode_neigh(view, msg.start, msg.end)
-            # Filtered by the kernel already, unless it lacks strict checking.
             return None if ifindex and neigh.ifindex != ifindex else neigh
 
         return self._retrying_dump(request, "neighbour", decode)

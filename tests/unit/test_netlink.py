@@ -408,3 +408,40 @@ def test_neighbour_delete_is_sent_as_delneigh_without_create_flags(
     assert route_socket.send_neighs([op]) == []
     ((_seq, flags, mtype, neigh),) = kernel.sends[0]
     assert (mtype, flags, neigh) == (nl.RTM_DELNEIGH, nl.NLM_F_REQUEST | nl.NLM_F_ACK, VTEP_FDB)
+
+
+class DumpingKernel:
+    """Answers one dump request with `entries` (whatever it asked for) and NLMSG_DONE."""
+
+    def __init__(self, entries: list[NeighMsg]) -> None:
+        self.entries = entries
+        self.requests: list[bytes] = []
+        self.pending: list[bytes] = []
+
+    def send(self, data: bytes) -> int:
+        self.requests.append(bytes(data))
+        seq = struct.unpack_from("=I", data, 8)[0]
+        replies = b"".join(encode_neigh_one(e, flags=nl.NLM_F_MULTI, seq=seq)
+                           for e in self.entries)
+        done = struct.pack("=IHHIIi", 20, nl.NLMSG_DONE, nl.NLM_F_MULTI, seq, 0, 0)
+        self.pending = [replies, done]
+        return len(data)
+
+    def recv_into(self, buf: bytearray) -> int:
+        chunk = self.pending.pop(0)
+        buf[:len(chunk)] = chunk
+        return len(chunk)
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_fdb_dump_of_one_device_with_or_without_strict_checking(
+        route_socket: RouteSocket, strict: bool) -> None:
+    other = VTEP_FDB._replace(ifindex=6, lladdr="66:00:00:00:00:06")
+    kernel = DumpingKernel([VTEP_FDB, other])
+    route_socket._sock = kernel  # type: ignore[assignment]
+    route_socket._strict = strict
+    assert route_socket.dump_neighs(family=AF_BRIDGE, ifindex=5) == [VTEP_FDB]
+    (request,) = kernel.requests
+    # Without strict checking the kernel would read an NDA_IFINDEX as part of an ifinfomsg.
+    assert len(request) == (16 + 12 + 8 if strict else 16 + 12)
+    assert route_socket.dump_neighs(family=AF_BRIDGE) == [VTEP_FDB, other]
