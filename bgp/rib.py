@@ -12,6 +12,7 @@ stale, until it sends End-of-RIB after coming back or its restart time runs out.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -164,6 +165,10 @@ class Rib:
         """prefix → (next hop, peer) of the best path."""
         return {prefix: (path.next_hop, path.peer) for prefix, path in self._best.items()}
 
+    def learned_count(self) -> int:
+        """len(learned()) without building it."""
+        return len(self._best)
+
     def counters(self, peer: IPAddress) -> PeerCounters:
         rejected: dict[str, int] = {}
         for reason in self.rejected.get(peer, {}).values():
@@ -223,8 +228,8 @@ class Rib:
 
     def _rebuild_best(self, prefixes: set[IPNetwork]) -> None:
         for prefix in prefixes:
-            candidates = [self.accepted[p][prefix] for p in self._by_prefix.get(prefix, ())
-                          if prefix in self.accepted.get(p, {})]
+            candidates = [path for p in self._by_prefix.get(prefix, ())
+                          if (path := self.accepted.get(p, {}).get(prefix)) is not None]
             if not candidates:
                 holders = {p for p in self._by_prefix.get(prefix, ())
                            if prefix in self.adj_in.get(p, {})}
@@ -235,8 +240,10 @@ class Rib:
                 if self._best.pop(prefix, None) is not None:
                     self.version += 1
                 continue
-            best = min(candidates, key=self._rank)
-            if self._best.get(prefix) != best:
+            # One path (the usual case) needs no ranking; a path compared with itself is equal.
+            best = candidates[0] if len(candidates) == 1 else min(candidates, key=self._rank)
+            current = self._best.get(prefix)
+            if current is not best and current != best:
                 self._best[prefix] = best
                 self.version += 1
 
@@ -250,6 +257,7 @@ class Rib:
                 _router_id_rank(self.router_ids.get(path.peer)), path.peer)
 
 
+@functools.lru_cache(maxsize=4096)  # parsing the text costs more than the rest of _rank
 def _router_id_rank(router_id: str | None) -> int:
     """A BGP identifier compares as a 32-bit number (10.0.0.9 < 10.0.0.10); unknown ranks last."""
     try:

@@ -526,7 +526,7 @@ class Sidecar:
                 node=self.cfg.node_name, pid=os.getpid(),
                 exabgp_pid=self.proc.pid if self.proc else None, updated=time.time(),
                 peers=sorted(self.status.values(), key=lambda s: s.address),
-                learned=len(self.rib.learned()),
+                learned=self.rib.learned_count(),
                 announced=len(self.intent.announce) if self.intent else 0,
             ))
         except OSError as err:
