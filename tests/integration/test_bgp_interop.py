@@ -59,9 +59,9 @@ def peer_doc(name: str, peer_ip: str, as_number: int, **spec: Any) -> dict[str, 
 
 def free_prefixes(cluster: LabCluster, count: int) -> list[str]:
     """/24s inside the pool that hold none of the nodes' blocks."""
-    taken = [ipaddress.ip_network(b) for b in blocks(cluster).values()]
+    taken = [ipaddress.IPv4Network(b) for b in blocks(cluster).values()]
     out: list[str] = []
-    for net in reversed(list(ipaddress.ip_network(POOL_CIDR).subnets(new_prefix=24))):
+    for net in reversed(list(ipaddress.IPv4Network(POOL_CIDR).subnets(new_prefix=24))):
         if not any(net.overlaps(b) for b in taken):
             out.append(str(net))
         if len(out) == count:
@@ -82,6 +82,10 @@ def peer_state(cluster: LabCluster, node: LabNode, peer: str) -> tuple[str, str]
     return None
 
 
+def all_up(cluster: LabCluster, peer: str) -> bool:
+    return all(peer_state(cluster, n, peer) == ("up", "Established") for n in cluster.topo.nodes)
+
+
 def rejected(cluster: LabCluster, node: LabNode, peer: str) -> dict[str, int] | None:
     """Why the node dropped what that peer sent: reason → count (bgp-status.json)."""
     st = status(cluster, node)
@@ -94,14 +98,14 @@ def status_row(cluster: LabCluster, node: LabNode, peer: str) -> str:
     return next((line for line in out.splitlines() if f"| {peer} " in line), "")
 
 
-def bird_neighbors(topo_nodes: list[LabNode], *, local: str, extra: str = "") -> list[str]:
+def bird_neighbors(topo_nodes: list[LabNode], *, local: str) -> list[str]:
     """One BIRD protocol per node: direct on our subnet, multihop across the router."""
     here = ipaddress.ip_interface(f"{local}/24").network
     lines = []
     for node in topo_nodes:
         hop = "direct;" if node.address.ip in here else "multihop;"
         lines.append(f"protocol bgp {node.name} from wren {{ neighbor {node.address.ip} as "
-                     f"{NODE_AS}; {hop} {extra} }}")
+                     f"{NODE_AS}; {hop} }}")
     return lines
 
 
@@ -117,6 +121,7 @@ def bird_base(local: str) -> list[str]:
 
 
 def gobgp_config(cluster: LabCluster, local: str) -> str:
+    """gobgpd's TOML: one eBGP neighbor per node, multihop for n3 across the router."""
     here = ipaddress.ip_interface(f"{local}/24").network
     lines = [
         "[global.config]",
@@ -263,10 +268,9 @@ class TestExternalPeers:
         wait_for(all_learned, timeout=60, what="BIRD to learn every node's block")
         protos = bird.protocols()
         assert all(protos[n.name] == ("up", "Established") for n in cluster.topo.nodes), protos
+        # The status file follows the session within a moment (written when it changes).
+        wait_for(lambda: all_up(cluster, bird.host.ip), timeout=20, what="the nodes' status")
         for node in cluster.topo.nodes:
-            # The status file follows the session within a moment (written when it changes).
-            wait_for(lambda node=node: peer_state(cluster, node, bird.host.ip) == (
-                         "up", "Established"), timeout=20, what=f"{node.name}'s status")
             row = status_row(cluster, node, bird.host.ip)
             assert "| global " in row and "| up " in row, row
 
@@ -348,9 +352,7 @@ class TestExternalPeers:
         want = {block: address(cluster, owner) for owner, block in owned.items()}
         wait_for(lambda: all(speaker.rib().get(b) == hop for b, hop in want.items()), timeout=30,
                  what="GoBGP to learn every node block")
-        for node in cluster.topo.nodes:
-            wait_for(lambda node=node: peer_state(cluster, node, speaker.host.ip) == (
-                         "up", "Established"), timeout=20, what=f"{node.name}'s status")
+        wait_for(lambda: all_up(cluster, speaker.host.ip), timeout=20, what="the nodes' status")
 
     def test_gobgp_route_inside_a_pool_reaches_every_node_and_one_outside_does_not(
             self, cluster: LabCluster, gobgp: tuple[GoBGP, str]) -> None:
