@@ -17,14 +17,24 @@ __all__ = ["Verdict", "export_allowed", "import_verdict", "rule_matches"]
 Verdict = str  # "accept" or the reason the path was dropped
 
 
+def inside(prefix: IPNetwork, net: IPNetwork) -> bool:
+    """`prefix.subnet_of(net)` for networks of the same family, False across families. On
+    integers: subnet_of builds two broadcast addresses for every new network, a fifth of the
+    sidecar's time when it learns 10,000 prefixes."""
+    if prefix.version != net.version or prefix.prefixlen < net.prefixlen:
+        return False
+    shift = prefix.max_prefixlen - net.prefixlen
+    return int(prefix.network_address) >> shift == int(net.network_address) >> shift
+
+
 def rule_matches(rule: FilterRule, prefix: IPNetwork) -> bool:
     if rule.cidr is not None and rule.match_operator is not None:
         if rule.cidr.version != prefix.version:
             return False
-        inside = prefix.subnet_of(rule.cidr)  # type: ignore[arg-type]
+        inside_ = inside(prefix, rule.cidr)
         equal = prefix == rule.cidr
-        hit = {"Equal": equal, "NotEqual": not equal, "In": inside,
-               "NotIn": not inside}[rule.match_operator]
+        hit = {"Equal": equal, "NotEqual": not equal, "In": inside_,
+               "NotIn": not inside_}[rule.match_operator]
         if not hit:
             return False
     if rule.min_len is not None and prefix.prefixlen < rule.min_len:
@@ -43,8 +53,7 @@ def import_verdict(intent: BGPIntent, peer: PeerIntent, prefix: IPNetwork,
                    attrs: Attributes) -> Verdict:
     # Our blocks and anything inside them; a route covering a block (a default route, a pool
     # aggregate) is not ours and is judged like any other (Calico's `net ~ block`).
-    if any(prefix.version == own.version and prefix.subnet_of(own)  # type: ignore[arg-type]
-           for own in intent.own):
+    if any(inside(prefix, own) for own in intent.own):
         return "own block"
     if attrs.originator_id == str(intent.router_id):
         return "originator is us"  # RFC 4456 loop prevention
@@ -59,8 +68,7 @@ def import_verdict(intent: BGPIntent, peer: PeerIntent, prefix: IPNetwork,
         return "accept"
     if prefix.prefixlen == 0:
         return "default route"
-    if not any(prefix.version == net.version and prefix.subnet_of(net)  # type: ignore[arg-type]
-               for net in intent.accept):
+    if not any(inside(prefix, net) for net in intent.accept):
         return "outside pools"
     return "accept"
 
