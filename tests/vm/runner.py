@@ -232,7 +232,7 @@ def run_vm(spec: VmSpec, *, console_log: Path, timeout_s: float) -> VmRun:
 
 def boot(*, results_dir: Path, console_log: Path, timeout_s: float = 420.0,
          script: Path = GUEST_SCRIPT, checkout: Path = CHECKOUT,
-         python: Path | None = None, memory_mb: int = 1536) -> VmRun:
+         python: Path | None = None, memory_mb: int = 1536, smp: int = 2) -> VmRun:
     """Find the kernel, build/reuse the initramfs, check paths, boot once."""
     version, vmlinuz = find_kernel()
     python = python or checkout / ".venv" / "bin" / "python"
@@ -240,7 +240,8 @@ def boot(*, results_dir: Path, console_log: Path, timeout_s: float = 420.0,
     check_visible_in_guest(script, checkout=checkout, what="guest script")
     spec = VmSpec(kernel=vmlinuz, initrd=build_initramfs(version), script=script,
                   checkout=checkout, results_dir=results_dir, python=python,
-                  memory_mb=memory_mb)  # agents, sidecars and etcd of a 3-node cluster fit
+                  memory_mb=memory_mb,  # agents, etcd and pytest of a 3-node cluster fit
+                  smp=smp)  # TCG runs one host thread per vCPU: the agents start in parallel
     return run_vm(spec, console_log=console_log, timeout_s=timeout_s)
 
 
