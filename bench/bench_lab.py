@@ -37,6 +37,7 @@ import os
 import re
 import secrets
 import selectors
+import shutil
 import signal
 import socket
 import statistics
@@ -246,6 +247,9 @@ def bgp_sessions(cluster: LabCluster, node: LabNode) -> dict[str, int]:
 
 
 # -- one lab -------------------------------------------------------------------------------
+KEEP_LOGS: Path | None = None  # --keep-logs: each lab's logs are copied there before `down`
+
+
 @contextlib.contextmanager
 def lab(mode: str, nodes: int, work: Path, *, block_size: int = LAB_BLOCK_SIZE
         ) -> Iterator[LabCluster]:
@@ -267,6 +271,9 @@ def lab(mode: str, nodes: int, work: Path, *, block_size: int = LAB_BLOCK_SIZE
         for name, proc in cluster.procs.procs.items():
             if not proc.alive():
                 print(f"--- {name} exited early:\n{proc.tail(20)}", flush=True)
+        if KEEP_LOGS is not None:
+            shutil.copytree(cluster.work / "logs", KEEP_LOGS / f"{mode}-{nodes}-{topo.prefix}",
+                            dirs_exist_ok=True, ignore_dangling_symlinks=True)
         cluster.down()
 
 
@@ -314,7 +321,7 @@ def convergence(mode: str, pods: int, work: Path, pings: list[int]) -> dict[str,
         base = add_pods(cluster, topo.nodes)
         remote = next(p for p in base if p.node == n4.name)
         others = [n.netns for n in topo.nodes if n is not n2]
-        watch = RouteWatch(others)
+        watch = RouteWatch([n2.netns, *others])
         try:
             blocks = {block_of(p.ip, CONVERGENCE_BLOCK_SIZE): p.node for p in base}
             # Warm up: the lab converged (every node has every block) and n2 reaches n4's pod.
@@ -352,8 +359,12 @@ def convergence(mode: str, pods: int, work: Path, pings: list[int]) -> dict[str,
                                           if reply_wall is not None else None),
                 }
                 with watch.cond:
-                    seen = {ns: watch.first_seen.get((ns, block)) for ns in others}
+                    seen = {ns: watch.first_seen.get((ns, block)) for ns in [n2.netns, *others]}
                 if fresh:
+                    # n2's agent programs the blackhole of its new block in the same step in
+                    # which it sends the sidecar the new intent: the start of the BGP path.
+                    own = seen[n2.netns]
+                    run["blackhole_on_n2_s"] = round(own - t0, 3) if own is not None else None
                     s4 = seen[n4.netns]
                     run["route_on_n4_s"] = round(s4 - t0, 3) if s4 is not None else None
                     s1 = seen[n1.netns]
@@ -375,8 +386,11 @@ def convergence_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for kind, fresh in (("new_block", True), ("existing_block", False)):
         sel = [r for r in runs if r["new_block"] is fresh]
         d: dict[str, Any] = {"pods": len(sel)}
-        for key in ("cni_s", "first_reply_s", "reply_after_cni_s", "route_on_n4_s",
-                    "route_on_n1_s", "route_on_all_s"):
+        for r in sel:
+            if r.get("blackhole_on_n2_s") is not None and r.get("route_on_all_s") is not None:
+                r["bgp_path_s"] = round(r["route_on_all_s"] - r["blackhole_on_n2_s"], 3)
+        for key in ("cni_s", "first_reply_s", "reply_after_cni_s", "blackhole_on_n2_s",
+                    "route_on_n4_s", "route_on_n1_s", "route_on_all_s", "bgp_path_s"):
             vals = [r[key] for r in sel if r.get(key) is not None]
             if vals:
                 d[key] = stats(vals, 3)
@@ -534,6 +548,8 @@ def main() -> None:
                         help="seconds after convergence before the steady-state sample")
     parser.add_argument("--timeout", type=float, default=900.0, help="scale convergence limit")
     parser.add_argument("--out", default="lab")
+    parser.add_argument("--keep-logs", type=Path,
+                        help="copy every lab's logs (agents, sidecars, etcd, BIRD) here")
     parser.add_argument("--no-pyc-cache", action="store_true",
                         help="leave PYTHONDONTWRITEBYTECODE as the environment has it")
     args = parser.parse_args()
@@ -543,6 +559,8 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    global KEEP_LOGS  # noqa: PLW0603 (a flag for the context manager, set once)
+    KEEP_LOGS = args.keep_logs
     data: dict[str, Any] = {
         "benchmark": "lab: pod convergence over BGP and scale",
         "method": {

@@ -55,8 +55,9 @@ def _pq(d: dict[str, Any] | None, key: str, scale: float = 1.0, digits: int = 1)
 
 def lab_convergence_table(data: dict[str, Any]) -> str:
     rows = ["| mode | pod's block | pods | CNI ADD s | first reply s | reply after CNI ms "
-            "| block on n4 s | block on n1 s | block on every node s |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+            "| block on n4 s | block on n1 s | block on every node s "
+            "| n2's blackhole → every node s |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     names = {"bgp": "full mesh", "rr": "route reflectors"}
     for mode, conv in data.get("convergence", {}).items():
         for kind, label in (("new_block", "new"), ("existing_block", "existing")):
@@ -67,7 +68,8 @@ def lab_convergence_table(data: dict[str, Any]) -> str:
                 f"| {names.get(mode, mode)} | {label} | {d['pods']} | {_pq(d, 'cni_s')} "
                 f"| {_pq(d, 'first_reply_s', digits=2)} "
                 f"| {_pq(d, 'reply_after_cni_s', 1000, 0)} | {_pq(d, 'route_on_n4_s', digits=2)} "
-                f"| {_pq(d, 'route_on_n1_s', digits=2)} | {_pq(d, 'route_on_all_s', digits=2)} |")
+                f"| {_pq(d, 'route_on_n1_s', digits=2)} | {_pq(d, 'route_on_all_s', digits=2)} "
+                f"| {_pq(d, 'bgp_path_s', digits=2)} |")
     return "\n".join(rows) + "\n\n(p50 / p95, from CNI ADD started)"
 
 
