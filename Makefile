@@ -59,6 +59,7 @@ bench: deps venv
 	$(PY) bench/bench_routes.py
 	$(PY) bench/bench_agent.py
 	$(PY) bench/bench_lab.py
+	$(PY) bench/bench_bgp.py
 	$(PY) bench/plot.py
 
 clean:
