@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.agent import Agent
+from agent.calc.desired import DesiredDataplane
 from agent.config import AgentConfig
 from agent.dataplane.driver import DataplaneDriver, NetfilterStage
 from agent.dataplane.nat_outgoing import make_nat_outgoing
@@ -112,12 +113,21 @@ def build_agent(cfg: AgentConfig, backend: Backend, *,
     upkeep = build_upkeep(cfg, backend, health)
     mtu_file = cfg.state_dir / "mtu"
 
-    def on_desired(desired: Any) -> None:
+    poked_for: list[object] = [None]
+
+    def on_desired(desired: DesiredDataplane) -> None:
         write_mtu_file(mtu_file, desired.mtu)
-        upkeep.poke()  # pools may have changed: tunnel addresses may be needed or not
+        # Pools may have changed: tunnel addresses may be needed or not. Only then: an upkeep
+        # run reads the datastore and the host's interfaces, and poking it on every endpoint
+        # event kept a second thread busy beside the loop. What the pools imply shows in these
+        # fields (a pool using VXLAN without our tunnel address yet is one of the warnings).
+        key = (desired.nat_pools, desired.vxlan, desired.ipip, desired.warnings)
+        if key != poked_for[0]:
+            poked_for[0] = key
+            upkeep.poke()
 
     agent = Agent(node_name=cfg.node_name, backend=backend, dataplane=driver,
-                  host_facts=HostReader(ipr), health=health, metrics=metrics,
+                  host_facts=HostReader(ipr, netlink.dump_links), health=health, metrics=metrics,
                   on_desired=on_desired, route_refresh_interval=cfg.route_refresh_interval,
                   veth_mtu=cfg.mtu)
     if bgp_factory is not None:

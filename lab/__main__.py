@@ -7,12 +7,18 @@
 an agent and a BGP sidecar per node, creates pods through the CNI plugin, then prints the
 topology, each node's `wrenctl node status` and pod routes, and the connectivity matrix. It
 exits non-zero if any pair cannot talk. The lab stays up for poking at until `down`.
+
+The IPIP modes on a kernel without IPIP (this machine's): the same `up` runs inside Debian's own
+kernel booted under qemu (lab/vm.py, software emulation, so minutes instead of seconds), and
+its output and exit code come back here; the lab ends with the VM.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +26,9 @@ from lab.cluster import MODES, LabCluster, resources_for
 from lab.topology import Topology
 
 PREFIX = "wl-"
-WORK = Path(__file__).resolve().parent / "run"
+WORK = Path(os.environ.get("WREN_LAB_DIR") or Path(__file__).resolve().parent / "run")
+VM_SCRIPT = Path(__file__).resolve().parent / "vm_lab.sh"
+VM_TIMEOUT_S = float(os.environ.get("WREN_VM_TIMEOUT", "1800"))
 
 
 def _print_matrix(cluster: LabCluster, result: dict[tuple[str, str], bool]) -> None:
@@ -45,10 +53,7 @@ def up(mode: str, nodes: int) -> int:
     if mode.startswith("ipip") and not Path("/sys/module/ipip").exists():
         rc = os.system("modprobe ipip >/dev/null 2>&1")
         if rc != 0:
-            print(f"MODE={mode}: this kernel has no IPIP module. Run the IPIP lab inside the "
-                  "qemu-booted Debian kernel: `make test-vm` runs the IPIP scenarios there.",
-                  file=sys.stderr)
-            return 2
+            return up_in_vm(mode, nodes)
     topo.create()
     cluster.start_etcd()
     if cluster.uses_bgp:
@@ -56,10 +61,14 @@ def up(mode: str, nodes: int) -> int:
     cluster.configure(resources_for(mode, topo))
     for node in topo.nodes:
         cluster.start_node(node)
-    for node in topo.nodes:
-        for i in range(1, cluster.pods_per_node + 1):
-            cluster.add_pod(node, i)
-    _ok, converge, result = cluster.wait_converged()
+    # Each CNI ADD is two Python starts; in parallel they cost one node's worth of waiting.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda job: cluster.add_pod(*job),
+                      [(node, i) for node in topo.nodes
+                       for i in range(1, cluster.pods_per_node + 1)]))
+    cluster.pods.sort(key=lambda p: p.name)
+    _ok, converge, result = cluster.wait_converged(
+        float(os.environ.get("WREN_LAB_CONVERGE_TIMEOUT", "90")))
     print(f"\n== Wren lab: MODE={mode}, {len(topo.nodes)} nodes on 10.0.1.0/24 and 10.0.2.0/24, "
           f"router {topo.router_ns}, internet host {topo.inet_host} ==")
     for node in topo.nodes:
@@ -83,6 +92,31 @@ def up(mode: str, nodes: int) -> int:
         return 1
     print(f"lab is up; logs in {WORK / 'logs'}; `make lab-down` removes it")
     return 0
+
+
+def up_in_vm(mode: str, nodes: int) -> int:
+    from lab.vm import VmSetupError, boot
+
+    print(f"MODE={mode}: this kernel has no IPIP module, so the lab runs inside Debian's own "
+          "kernel booted under qemu (software emulation: expect several minutes; the lab ends "
+          "with the VM, nothing stays up to poke at).", flush=True)
+    with tempfile.TemporaryDirectory(prefix="wren-lab-vm-") as tmp:
+        results = Path(tmp) / "results"
+        results.mkdir()
+        (results / "lab.env").write_text(f"MODE={mode}\nNODES={nodes}\n")
+        try:
+            run = boot(results_dir=results, console_log=Path(tmp) / "console.log",
+                       timeout_s=VM_TIMEOUT_S, script=VM_SCRIPT)
+        except VmSetupError as err:
+            print(f"cannot start the VM: {err}", file=sys.stderr)
+            return 2
+        out = results / "lab.out"
+        print(out.read_text(errors="replace") if out.exists() else run.console_tail(120))
+        if run.timed_out:
+            print(f"the VM did not finish in {VM_TIMEOUT_S:.0f} s", file=sys.stderr)
+            return 1
+        print(f"(inside qemu: {run.seconds:.0f} s from boot to power-off)")
+        return run.guest_code if run.guest_code is not None else 1
 
 
 def down() -> int:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -163,19 +164,31 @@ def _owning_interface_address(
 
 
 def read_host_interfaces() -> list[HostInterface]:
-    """The host's interfaces and their addresses, from netlink."""
-    from pyroute2 import IPRoute  # local: keep `import agent` cheap for the CLI
+    """The host's interfaces that hold an IPv4 address, with those addresses, from netlink.
 
-    result: dict[int, tuple[str, list[IPInterface]]] = {}
+    Only those can yield the node's (IPv4) address. Not a dump of every link and address: a node
+    with 10,000 pods has 10,000 `cali*` veths, each with an IPv6 link-local address, and pyroute2
+    took seconds and hundreds of MB to build them all, on every upkeep run."""
+    from pyroute2 import IPRoute  # local: keep `import agent` cheap for the CLI
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    by_index: dict[int, list[IPInterface]] = {}
+    result: list[HostInterface] = []
     with IPRoute() as ipr:
-        for link in ipr.get_links():
-            result[link["index"]] = (str(link.get_attr("IFLA_IFNAME")), [])
-        for msg in ipr.get_addr():
-            entry = result.get(msg["index"])
+        for msg in ipr.get_addr(family=socket.AF_INET):
             addr = msg.get_attr("IFA_ADDRESS")
-            if entry is not None and addr:
-                entry[1].append(ipaddress.ip_interface(f"{addr}/{msg['prefixlen']}"))
-    return [HostInterface(name, idx, tuple(addrs)) for idx, (name, addrs) in sorted(result.items())]
+            if addr:
+                by_index.setdefault(msg["index"], []).append(
+                    ipaddress.ip_interface(f"{addr}/{msg['prefixlen']}"))
+        for index, addrs in sorted(by_index.items()):
+            try:
+                links = ipr.get_links(index)
+            except NetlinkError:
+                continue  # gone since the address dump
+            for link in links:
+                result.append(HostInterface(str(link.get_attr("IFLA_IFNAME")), index,
+                                            tuple(addrs)))
+    return result
 
 
 def route_source(dest: IPAddress) -> IPAddress | None:

@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.vm.runner import (
+from lab.vm import (
     GuestCase,
     VmRun,
     VmSetupError,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.vm.runner import GuestCase, VmRun, VmSetupError, boot, find_kernel, parse_junit
+from lab.vm import GuestCase, VmRun, VmSetupError, boot, find_kernel, parse_junit
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm, pytest.mark.timeout(1200)]
 

@@ -16,7 +16,8 @@ reads it. Facts this relies on (measured here, /work/shared/notes/ipip-vm.md):
     results dir (9p `results`, rw) ◄─────── /run/wren/results/{junit.xml,rc}
     console log ◄────────────────────────── ttyS0
 
-Run by hand: `.venv/bin/python -m tests.vm.runner` (prints the summary, exit 0 if all passed).
+Used by the IPIP test tier (tests/vm) and by `MODE=ipip make lab` on a kernel without IPIP.
+Run the test tier by hand: `.venv/bin/python -m lab.vm` (prints the summary, exit 0 if all passed).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ __all__ = [
     "run_vm",
 ]
 
-CHECKOUT = Path(__file__).resolve().parents[2]
+CHECKOUT = Path(__file__).resolve().parents[1]
 GUEST_SCRIPT = CHECKOUT / "tests" / "vm" / "guest" / "run.sh"
 BUILDER = CHECKOUT / "tools" / "vm" / "build_initramfs.py"
 GUEST_RESULTS = "/run/wren/results"
