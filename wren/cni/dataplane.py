@@ -20,11 +20,12 @@ under /proc/sys/net are therefore the node's.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import ipaddress
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,14 +79,47 @@ def veth_name_for_workload(namespace: str, pod: str, *, prefix: str = WORKLOAD_I
     return f"{prefix}{digest[:11]}"
 
 
-def _ipr(netns: str | None = None) -> Any:
+_CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd: int, *, what: str) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    if libc.setns(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns into {what}: {os.strerror(err)}")
+
+
+@contextlib.contextmanager
+def _ipr(netns: str | None = None) -> Iterator[Any]:
+    """A netlink socket in the node's netns, or in the pod's.
+
+    For the pod's, this thread enters the namespace itself (setns) for the block and comes back
+    after: pyroute2's own `IPRoute(netns=...)` starts a helper process and gives up if it does
+    not answer in time, which a loaded node (or an emulated CPU) turns into a failed pod.
+    """
     from pyroute2 import IPRoute
 
     if netns is None:
-        return IPRoute()
-    if not os.path.exists(netns):
-        raise NetnsGoneError(f"network namespace {netns} does not exist")
-    return IPRoute(netns=netns)
+        with IPRoute() as ipr:
+            yield ipr
+        return
+    try:
+        target = os.open(netns, os.O_RDONLY)
+    except FileNotFoundError:
+        raise NetnsGoneError(f"network namespace {netns} does not exist") from None
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        _setns(target, what=netns)
+        try:
+            with IPRoute() as ipr:
+                yield ipr
+        finally:
+            _setns(own, what="the node's network namespace")
+    finally:
+        os.close(target)
+        os.close(own)
 
 
 def _netlink_error() -> type[Exception]:
