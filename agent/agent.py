@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from agent.calc.cluster_state import WATCHED_KINDS, ClusterState
-from agent.calc.dataplane_calc import HostFacts, compute_desired
+from agent.calc.dataplane_calc import DesiredCalc, HostFacts
 from agent.calc.desired import DesiredDataplane, IPAddress, IPNetwork
 from agent.health import HealthAggregator
 from agent.metrics import AgentMetrics
@@ -89,6 +89,7 @@ class Agent:
         self.node_name = node_name
         self.events: queue.Queue[object] = queue.Queue()
         self.state = ClusterState(node_name)
+        self._calc = DesiredCalc()  # compute_desired, in proportion to what changed
         self._backend = backend
         self._dataplane = dataplane
         self._host_facts = host_facts
@@ -184,7 +185,7 @@ class Agent:
                                                           veth_mtu=self._veth_mtu))
             if calc_input.felix.route_refresh_interval:
                 self._refresh = calc_input.felix.route_refresh_interval
-            self.desired = compute_desired(calc_input)
+            self.desired = self._calc.compute(calc_input)
             for warning in self.desired.warnings:
                 _log.warning("calc", detail=warning)
             self._dataplane.on_desired(self.desired)

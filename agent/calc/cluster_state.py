@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, TypeVar, cast
 
 from agent.calc.dataplane_calc import CalcInput, FelixSettings, HostFacts
 from agent.calc.desired import IPAddress, IPNetwork
+from wren.errors import ValidationError
 from wren.model import (
     BGPConfiguration,
     BGPFilter,
@@ -29,6 +31,8 @@ from wren.model import (
 )
 
 __all__ = ["WATCHED_KINDS", "ClusterState", "felix_settings"]
+
+_R = TypeVar("_R", bound=Resource)
 
 # What the agent watches, in the order calc needs them to be in sync.
 WATCHED_KINDS: tuple[str, ...] = (
@@ -59,6 +63,10 @@ class ClusterState:
         if body is None:
             return table.pop(key, None) is not None
         resource = parse(body)
+        if kind != resource.KIND:
+            # Each table holds its own kind only, so calc can read it without filtering.
+            raise ValidationError(kind=kind, name=key, field="kind",
+                                  rule=f"is {resource.KIND}, not {kind}")
         if isinstance(resource, WorkloadEndpoint) and resource.spec.node != self.node_name:
             # Other nodes' pods are reached through their blocks; drop a stale local copy only.
             return table.pop(key, None) is not None
@@ -76,19 +84,22 @@ class ClusterState:
         return self.resources.get(kind, {})
 
     def calc_input(self, host: HostFacts) -> CalcInput:
+        """The calc's input: read-only views of the live tables, not copies (copying 10,000
+        endpoints for every event was a cost of its own); valid until the next update."""
         return CalcInput(
             node_name=self.node_name,
-            pools={k: v for k, v in self.of("IPPool").items() if isinstance(v, IPPool)},
-            nodes={k: v for k, v in self.of("Node").items() if isinstance(v, Node)},
-            blocks={k: v for k, v in self.of("IPAMBlock").items() if isinstance(v, IPAMBlock)},
-            endpoints={
-                k: v for k, v in self.of("WorkloadEndpoint").items()
-                if isinstance(v, WorkloadEndpoint)
-            },
-            learned=dict(self.learned),
+            pools=self._view("IPPool", IPPool),
+            nodes=self._view("Node", Node),
+            blocks=self._view("IPAMBlock", IPAMBlock),
+            endpoints=self._view("WorkloadEndpoint", WorkloadEndpoint),
+            learned=self.learned,  # replaced by set_learned, never changed in place
             felix=felix_settings(self.of("FelixConfiguration"), self.node_name),
             host=host,
         )
+
+    def _view(self, kind: str, cls: type[_R]) -> Mapping[str, _R]:
+        del cls  # for the type only: apply() keeps every table to its own kind
+        return cast("Mapping[str, _R]", MappingProxyType(self.resources.setdefault(kind, {})))
 
     @property
     def bgp_configuration(self) -> BGPConfiguration | None:

@@ -27,6 +27,7 @@ import hashlib
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from agent.calc.desired import (
     VTEP,
@@ -39,10 +40,13 @@ from agent.calc.desired import (
     VXLANDevice,
     WorkloadRoute,
 )
+from agent.calc.workloads import WorkloadIndex, workload_routes
 from wren.constants import IPIP_DEVICE, VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI
 from wren.model import IPAMBlock, IPPool, Node, WorkloadEndpoint
 
-__all__ = ["CalcInput", "FelixSettings", "HostFacts", "compute_desired", "vxlan_mac_for"]
+__all__ = [
+    "CalcInput", "DesiredCalc", "FelixSettings", "HostFacts", "compute_desired", "vxlan_mac_for",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,22 +117,44 @@ def _node_ip(node: Node | None) -> ipaddress.IPv4Interface | None:
 
 
 def compute_desired(inp: CalcInput) -> DesiredDataplane:
+    """This node's desired dataplane, from scratch."""
+    routes, warnings = workload_routes(inp.endpoints)
+    return _assemble(routes, warnings, _infrastructure(inp))
+
+
+@dataclass(frozen=True, slots=True)
+class _Infrastructure:
+    """Everything but the workload routes: it depends on pools, nodes, blocks, what BGP learned,
+    Felix settings and the host, never on endpoints."""
+
+    block_routes: dict[IPNetwork, BlockRoute]
+    vxlan: VXLANDevice | None
+    vteps: tuple[VTEP, ...]
+    ipip: IPIPDevice | None
+    nat_pools: tuple[NatPoolSpec, ...]
+    mtu: int
+    warnings: tuple[str, ...]
+
+
+def _assemble(routes: dict[IPNetwork, WorkloadRoute], warnings: list[str],
+              infra: _Infrastructure) -> DesiredDataplane:
+    return DesiredDataplane(
+        workload_routes=routes,
+        block_routes=infra.block_routes,
+        vxlan=infra.vxlan,
+        vteps=infra.vteps,
+        ipip=infra.ipip,
+        nat_pools=infra.nat_pools,
+        mtu=infra.mtu,
+        warnings=(*warnings, *infra.warnings),
+    )
+
+
+def _infrastructure(inp: CalcInput) -> _Infrastructure:
     me = inp.nodes.get(inp.node_name)
     my_if = _node_ip(me)
     my_net: IPNetwork | None = my_if.network if my_if is not None else None
     warnings: list[str] = []
-
-    workload_routes: dict[IPNetwork, WorkloadRoute] = {}
-    for key, wep in sorted(inp.endpoints.items()):
-        for net in wep.spec.ip_networks:
-            host = ipaddress.ip_network(f"{net.network_address}/{net.max_prefixlen}")
-            if host in workload_routes:
-                warnings.append(f"WorkloadEndpoint {key}: address {host} also used by "
-                                f"{workload_routes[host].endpoint}; keeping the first")
-                continue
-            workload_routes[host] = WorkloadRoute(
-                dst=host, iface=wep.spec.interface_name, mac=wep.spec.mac or None, endpoint=key
-            )
 
     uses_vxlan = any(p.spec.vxlan_mode != "Never" for p in inp.pools.values())
     uses_ipip = any(p.spec.ipip_mode != "Never" for p in inp.pools.values())
@@ -242,8 +268,7 @@ def compute_desired(inp: CalcInput) -> DesiredDataplane:
         NatPoolSpec(cidr=p.spec.cidr, nat_outgoing=p.spec.nat_outgoing and not p.spec.disabled)
         for _, p in sorted(inp.pools.items())
     )
-    return DesiredDataplane(
-        workload_routes=workload_routes,
+    return _Infrastructure(
         block_routes=block_routes,
         vxlan=vxlan,
         vteps=tuple(sorted(vteps.values(), key=lambda v: v.node)) if vxlan is not None else (),
@@ -252,3 +277,53 @@ def compute_desired(inp: CalcInput) -> DesiredDataplane:
         mtu=pod_mtu,
         warnings=tuple(warnings),
     )
+
+
+_MISSING = object()
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _same_values(old: Mapping[_K, _V], new: Mapping[_K, _V]) -> bool:
+    """The same keys holding the very same objects (resources are replaced, never mutated)."""
+    if old is new:
+        return True
+    if len(old) != len(new):
+        return False
+    return all(old.get(k, _MISSING) is v for k, v in new.items())
+
+
+class DesiredCalc:
+    """`compute_desired` with a memory, for the agent's loop: the same result (the unit tests
+    compare the two after random sequences of changes), in time proportional to what changed.
+
+    At 10,000 endpoints a full recomputation took ~0.25 s, and the loop did one for every new
+    pod. Now an endpoint event updates one endpoint's routes (`WorkloadIndex`), and the rest
+    (block routes, tunnels, NAT pools, MTU) is reused as long as its inputs are the very same
+    objects; any other change recomputes the rest in full. The returned desired state shares
+    the unchanged `block_routes` dict and `WorkloadRoute` objects with the previous one, so the
+    managers can find what changed by identity.
+    """
+
+    def __init__(self) -> None:
+        self._workloads = WorkloadIndex()
+        self._inputs: CalcInput | None = None
+        self._infra: _Infrastructure | None = None
+
+    def compute(self, inp: CalcInput) -> DesiredDataplane:
+        self._workloads.update(inp.endpoints)
+        if self._infra is None or not self._same_infrastructure_inputs(inp):
+            self._infra = _infrastructure(inp)
+            # Our own copies of the mappings: the caller's may be live views of its state.
+            self._inputs = CalcInput(
+                node_name=inp.node_name, pools=dict(inp.pools), nodes=dict(inp.nodes),
+                blocks=dict(inp.blocks), learned=dict(inp.learned), felix=inp.felix,
+                host=inp.host)
+        return _assemble(dict(self._workloads.routes), self._workloads.warnings(), self._infra)
+
+    def _same_infrastructure_inputs(self, inp: CalcInput) -> bool:
+        old = self._inputs
+        return (old is not None and old.node_name == inp.node_name and old.felix == inp.felix
+                and old.host == inp.host and _same_values(old.pools, inp.pools)
+                and _same_values(old.nodes, inp.nodes) and _same_values(old.blocks, inp.blocks)
+                and _same_values(old.learned, inp.learned))

@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 
 from agent.calc.cluster_state import ClusterState, felix_settings
+from agent.calc.dataplane_calc import HostFacts
 from wren.errors import ValidationError
 from wren.model import FelixConfiguration, parse
 
@@ -60,3 +61,20 @@ def test_other_nodes_endpoints_are_not_kept() -> None:
     state = ClusterState("n1")
     assert not state.apply("WorkloadEndpoint", "default/n2-k8s-a-eth0", wep)
     assert state.of("WorkloadEndpoint") == {}
+
+
+def test_a_body_of_another_kind_is_refused() -> None:
+    state = ClusterState("n1")
+    with pytest.raises(ValidationError, match="is IPPool, not Node"):
+        state.apply("Node", "p", POOL)
+    assert state.of("Node") == {}
+
+
+def test_calc_input_reads_the_live_tables_without_copying_them() -> None:
+    state = ClusterState("n1")
+    state.apply("IPPool", "p", POOL)
+    inp = state.calc_input(HostFacts())
+    assert list(inp.pools) == ["p"]
+    with pytest.raises(TypeError):
+        inp.pools["q"] = inp.pools["p"]  # type: ignore[index]
+    assert inp.learned is state.learned
