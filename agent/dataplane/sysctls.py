@@ -7,28 +7,32 @@ moment ADD returns; the agent owns them from then on and repairs drift.
 
 from __future__ import annotations
 
-from agent.calc.desired import DesiredDataplane
+from collections.abc import Mapping
+
+from agent.calc.desired import DesiredDataplane, IPNetwork, WorkloadRoute
+from agent.dataplane._diff import changed_keys
 from agent.kernel.sysctl import SysctlTable, iface_sysctl
 from wren.constants import IPIP_DEVICE, VXLAN_DEVICE
 
-__all__ = ["SysctlManager", "wanted_sysctls"]
+__all__ = ["SysctlManager", "static_sysctls", "wanted_sysctls", "workload_sysctls"]
 
 
-def wanted_sysctls(desired: DesiredDataplane) -> dict[str, str]:
+def workload_sysctls(w: WorkloadRoute) -> dict[str, str]:
+    """What one pod's address needs on its host-side interface (and, for IPv6, globally)."""
+    if w.dst.version == 4:
+        return {iface_sysctl(4, w.iface, "proxy_arp"): "1",
+                f"net/ipv4/neigh/{w.iface}/proxy_delay": "0",
+                iface_sysctl(4, w.iface, "forwarding"): "1"}
+    return {"net/ipv6/conf/all/forwarding": "1",
+            iface_sysctl(6, w.iface, "proxy_ndp"): "1",
+            iface_sysctl(6, w.iface, "forwarding"): "1"}
+
+
+def static_sysctls(desired: DesiredDataplane) -> dict[str, str]:
+    """The settings that do not depend on pods: forwarding, and loose reverse-path filtering
+    on the tunnel devices (traffic arriving on a tunnel for a pod is checked against routes
+    via other devices), as Felix sets them."""
     wanted = {"net/ipv4/ip_forward": "1"}
-    has_v6 = any(w.dst.version == 6 for w in desired.workload_routes.values())
-    if has_v6:
-        wanted["net/ipv6/conf/all/forwarding"] = "1"
-    for w in desired.workload_routes.values():
-        if w.dst.version == 4:
-            wanted[iface_sysctl(4, w.iface, "proxy_arp")] = "1"
-            wanted[f"net/ipv4/neigh/{w.iface}/proxy_delay"] = "0"
-            wanted[iface_sysctl(4, w.iface, "forwarding")] = "1"
-        else:
-            wanted[iface_sysctl(6, w.iface, "proxy_ndp")] = "1"
-            wanted[iface_sysctl(6, w.iface, "forwarding")] = "1"
-    # Traffic arriving on a tunnel for a pod is checked against routes via other devices:
-    # loose reverse-path filtering, as Felix sets on its tunnel devices.
     if desired.vxlan is not None:
         wanted[iface_sysctl(4, VXLAN_DEVICE, "rp_filter")] = "2"
     if desired.ipip is not None:
@@ -36,15 +40,59 @@ def wanted_sysctls(desired: DesiredDataplane) -> dict[str, str]:
     return wanted
 
 
+def wanted_sysctls(desired: DesiredDataplane) -> dict[str, str]:
+    """Every setting the desired state implies (what the manager keeps the table at)."""
+    wanted: dict[str, str] = {}
+    for w in desired.workload_routes.values():
+        wanted.update(workload_sysctls(w))
+    wanted.update(static_sysctls(desired))  # a tunnel device's setting wins
+    return wanted
+
+
 class SysctlManager:
+    """Renders by difference: the settings of the pods whose route changed (found by identity,
+    see `_diff`), counted per setting so that one shared by two addresses (an interface with
+    an IPv4 and an IPv6 address, IPv6 forwarding) goes only with the last of them. Rebuilding
+    all 30,000 settings of 10,000 pods for every recalculation was an O(N) cost per event."""
+
     def __init__(self, table: SysctlTable) -> None:
         self._table = table
-        self._wanted: dict[str, str] | None = None
+        self._pending: DesiredDataplane | None = None
+        self._workloads: Mapping[IPNetwork, WorkloadRoute] = {}
+        self._counts: dict[str, int] = {}  # pod setting → how many pod addresses want it
+        self._values: dict[str, str] = {}  # pod setting → value
+        self._static: dict[str, str] = {}
 
     def on_desired(self, desired: DesiredDataplane) -> None:
-        self._wanted = wanted_sysctls(desired)
+        self._pending = desired
 
     def complete_deferred_work(self) -> None:
-        if self._wanted is not None:
-            self._table.replace_all(self._wanted)
-            self._wanted = None
+        desired, self._pending = self._pending, None
+        if desired is None:
+            return
+        touched: set[str] = set()
+        for dst in changed_keys(self._workloads, desired.workload_routes):
+            old = self._workloads.get(dst)
+            new = desired.workload_routes.get(dst)
+            if old is not None:
+                for key in workload_sysctls(old):
+                    self._counts[key] -= 1
+                    if not self._counts[key]:
+                        del self._counts[key], self._values[key]
+                    touched.add(key)
+            if new is not None:
+                for key, value in workload_sysctls(new).items():
+                    self._counts[key] = self._counts.get(key, 0) + 1
+                    self._values[key] = value
+                    touched.add(key)
+        self._workloads = desired.workload_routes
+        static = static_sysctls(desired)
+        if static != self._static:
+            touched |= static.keys() | self._static.keys()
+            self._static = static
+        for key in touched:
+            wanted = self._static.get(key, self._values.get(key))
+            if wanted is None:
+                self._table.delete(key)
+            else:
+                self._table.set(key, wanted)

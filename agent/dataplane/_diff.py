@@ -1,0 +1,33 @@
+"""What changed between two desired states, found by identity.
+
+The calc (`DesiredCalc`) hands out a new desired state on every recalculation, but the parts
+that did not change are the very same objects as before: the same `WorkloadRoute` for every
+endpoint that did not change, the same `block_routes` dict when only endpoints changed. So a
+manager can compare its last desired state with the new one by `is`, and render only what
+differs into its kernel table instead of rebuilding all 10,000 entries for every new pod. A
+value that is equal but not identical counts as changed: that costs a redundant (no-op) update
+in the table, never a missed one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TypeVar
+
+__all__ = ["changed_keys"]
+
+K = TypeVar("K")
+V = TypeVar("V")
+_MISSING = object()
+
+
+def changed_keys(old: Mapping[K, V], new: Mapping[K, V]) -> list[K]:
+    """The keys added, removed, or holding another object in `new` than in `old`."""
+    if old is new:
+        return []
+    get = old.get
+    changed = [k for k, v in new.items() if get(k, _MISSING) is not v]
+    added = sum(1 for k in changed if k not in old)
+    if len(new) - added < len(old):  # some of old's keys are gone
+        changed += [k for k in old if k not in new]
+    return changed
