@@ -469,6 +469,46 @@ def scale(mode: str, nodes: int, work: Path, settle: float, timeout: float) -> d
             watch.close()
 
 
+def scale_summary(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per topology over its rounds: convergence time, and the per-node medians and maxima of
+    each round pooled (median of the rounds' medians, max of their maxima)."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((r["mode"], r["nodes"]), []).append(r)
+    out = []
+    for (mode, nodes), rs in groups.items():
+        ok = [r for r in rs if r.get("converged")]
+        d: dict[str, Any] = {"mode": mode, "nodes": nodes, "rounds": len(rs),
+                             "converged": len(ok)}
+        for key in ("reflectors", "clients"):
+            if key in rs[0]:
+                d[key] = rs[0][key]
+        if ok:
+            d["converge_s"] = stats([r["converge_s"] for r in ok])
+            d["sessions_all_up"] = all(r["sessions_after_settle"]["all_up"] for r in ok)
+            d["sessions"] = f"{ok[0]['sessions_after_settle']['up_total']}/" \
+                            f"{ok[0]['sessions_after_settle']['peers_total']}"
+            for sample in ("at_convergence", "after_settle"):
+                for part in ("agent", "sidecar", "agent_clients", "sidecar_clients",
+                             "agent_reflectors", "sidecar_reflectors"):
+                    if part not in ok[0][sample]:
+                        continue
+                    for key in ("cpu_s", "rss_mib"):
+                        per = [r[sample][part][key] for r in ok]
+                        d[f"{sample}.{part}.{key}"] = {
+                            "median": round(statistics.median(p["median"] for p in per), 2),
+                            "max": round(max(p["max"] for p in per), 2)}
+            d["total_rss_mib"] = round(statistics.median(
+                r["after_settle"]["agent"]["total_rss_mib"]
+                + r["after_settle"]["sidecar"]["total_rss_mib"] for r in ok), 1)
+            for key in ("agents", "sidecars"):
+                d[f"idle_cpu_percent.{key}"] = round(statistics.median(
+                    r["idle_cpu_percent"][key]["median"] for r in ok), 2)
+            d["loadavg_before"] = [round(r["loadavg_before"][0], 1) for r in ok]
+        out.append(d)
+    return out
+
+
 def sessions(cluster: LabCluster) -> dict[str, Any]:
     per = {n.name: bgp_sessions(cluster, n) for n in cluster.topo.nodes}
     return {"all_up": all(s["up"] == s["peers"] and s["peers"] > 0 for s in per.values()),
@@ -519,6 +559,19 @@ def idle_rates(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- main ----------------------------------------------------------------------------------
+def code_version() -> dict[str, Any]:
+    """The commit measured, and whether the code the lab runs differed from it."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "agent", "bgp", "wren", "lab").splitlines()
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "uncommitted_in_agent_bgp_wren_lab": [line.split(maxsplit=1)[-1] for line in dirty]}
+
+
 def bytecode_cache(cache: Path) -> dict[str, Any]:
     """Agents, sidecars and ExaBGP write and reuse .pyc files under `cache` (a deployed image
     has them; with PYTHONDONTWRITEBYTECODE=1 in the environment, as on this machine, every
@@ -544,6 +597,8 @@ def main() -> None:
     parser.add_argument("--scale", default="bgp:10,bgp:20,rr:52",
                         help="MODE:NODES,... for the scale runs ('' to skip); rr:52 is 2 "
                              "reflectors and 50 clients")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="rounds of the scale runs (each a fresh cluster)")
     parser.add_argument("--settle", type=float, default=30.0,
                         help="seconds after convergence before the steady-state sample")
     parser.add_argument("--timeout", type=float, default=900.0, help="scale convergence limit")
@@ -578,7 +633,7 @@ def main() -> None:
                 "process start; rss = VmRSS; sidecar = wren-bgp + ExaBGP + ExaBGP's API "
                 "process. idle_cpu_percent: CPU % of one core during the settle window."),
         },
-        "convergence": {}, "scale": [],
+        "convergence": {}, "scale": [], "code": code_version(),
     }
     pings: list[int] = []
     with tempfile.TemporaryDirectory(prefix="wb-bench-lab-") as tmp:
@@ -591,20 +646,24 @@ def main() -> None:
                 data["convergence"][mode] = convergence(mode, args.pods, work, pings)
                 print(json.dumps(data["convergence"][mode]["summary"]), flush=True)
                 print(f"wrote {write_result(args.out, data)}", flush=True)
-            for spec in [s for s in args.scale.split(",") if s]:
-                mode, n = spec.split(":")
-                print(f"== scale {mode} {n} nodes", flush=True)
-                started = time.monotonic()
-                try:
-                    res = scale(mode, int(n), work, args.settle, args.timeout)
-                except (RuntimeError, OSError) as err:
-                    res = {"mode": mode, "nodes": int(n), "error": str(err)[-2000:]}
-                res["wall_s"] = round(time.monotonic() - started, 1)
-                data["scale"].append(res)
-                print(json.dumps({k: v for k, v in res.items()
-                                  if k in ("mode", "nodes", "converged", "converge_s",
-                                           "error", "wall_s")}), flush=True)
-                print(f"wrote {write_result(args.out, data)}", flush=True)
+            specs = [s.split(":") for s in args.scale.split(",") if s]
+            for rep in range(args.repeat):  # interleaved: each size once per round
+                for mode, n in specs:
+                    print(f"== scale {mode} {n} nodes (round {rep + 1}/{args.repeat})",
+                          flush=True)
+                    started = time.monotonic()
+                    try:
+                        res = scale(mode, int(n), work, args.settle, args.timeout)
+                    except (RuntimeError, OSError) as err:
+                        res = {"mode": mode, "nodes": int(n), "error": str(err)[-2000:]}
+                    res["round"] = rep + 1
+                    res["wall_s"] = round(time.monotonic() - started, 1)
+                    data["scale"].append(res)
+                    data["scale_summary"] = scale_summary(data["scale"])
+                    print(json.dumps({k: v for k, v in res.items()
+                                      if k in ("mode", "nodes", "converged", "converge_s",
+                                               "error", "wall_s")}), flush=True)
+                    print(f"wrote {write_result(args.out, data)}", flush=True)
         finally:
             for pid in list(pings):
                 with contextlib.suppress(ProcessLookupError):

@@ -73,55 +73,54 @@ def lab_convergence_table(data: dict[str, Any]) -> str:
     return "\n".join(rows) + "\n\n(p50 / p95, from CNI ADD started)"
 
 
-def _mm(d: dict[str, Any] | None, key: str, digits: int = 1) -> str:
-    """'p50 (max)' of a stats dict, or a dash."""
-    s = (d or {}).get(key)
-    if not s:
-        return "—"
-    return f"{s['median']:,.{digits}f} ({s['max']:,.{digits}f})"
-
-
 def _topology(r: dict[str, Any]) -> str:
     if r["mode"] == "rr":
         return f"RR: {len(r.get('reflectors', []))} reflectors + {r.get('clients', '?')} clients"
     return f"full mesh {r['nodes']}"
 
 
+def _pm(d: dict[str, Any], key: str, digits: int = 1) -> str:
+    """'median (max)' of a pooled entry of bench_lab's scale_summary, or a dash."""
+    s = d.get(key)
+    if not s:
+        return "—"
+    return f"{s['median']:,.{digits}f} ({s['max']:,.{digits}f})"
+
+
 def lab_scale_table(data: dict[str, Any]) -> str:
-    rows = ["| topology | nodes | sessions up | converge s | node complete s p50 (max) "
+    rows = ["| topology | nodes | rounds converged | sessions up | converge s p50 (min-max) "
             "| agent CPU s | agent RSS MiB | sidecar CPU s | sidecar RSS MiB "
-            "| reflector sidecar CPU s / RSS MiB | idle CPU % agent / sidecar "
-            "| total RSS GiB | load avg |",
+            "| reflector sidecar CPU s / RSS MiB | idle CPU % of a core: agent / sidecar "
+            "| agents + sidecars RSS GiB | load avg at start |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in data.get("scale", []):
-        if r.get("error") or not r.get("converged"):
-            why = r.get("error") or f"not converged in the time limit ({r.get('wall_s')} s)"
-            rows.append(f"| {_topology(r)} | {r['nodes']} | | {why[:120]} |"
-                        + " |" * 9)
+    for d in data.get("scale_summary", []):
+        if not d.get("converged"):
+            errors = {r.get("error", "not converged in the time limit")
+                      for r in data["scale"] if (r["mode"], r["nodes"]) == (d["mode"], d["nodes"])}
+            rows.append(f"| {_topology(d)} | {d['nodes']} | 0/{d['rounds']} | "
+                        f"| {'; '.join(sorted(errors))[:160]} |" + " |" * 8)
             continue
-        conv, settled = r["at_convergence"], r["after_settle"]
-        sess = r.get("sessions_after_settle", {})
+        conv = d["converge_s"]
+        cpu = "at_convergence." + ("sidecar_clients" if d["mode"] == "rr" else "sidecar")
+        rss = "after_settle." + ("sidecar_clients" if d["mode"] == "rr" else "sidecar")
         rr = "—"
-        if "sidecar_reflectors" in conv:
-            rr = (f"{conv['sidecar_reflectors']['cpu_s']['max']:.1f} / "
-                  f"{settled['sidecar_reflectors']['rss_mib']['max']:.0f}")
-        sidecar_cpu = conv.get("sidecar_clients", conv["sidecar"])
-        sidecar_rss = settled.get("sidecar_clients", settled["sidecar"])
-        idle = r.get("idle_cpu_percent", {})
-        total = (settled["agent"]["total_rss_mib"] + settled["sidecar"]["total_rss_mib"]) / 1024
-        load = r.get("loadavg_before", [float("nan")])[0]
+        if "at_convergence.sidecar_reflectors.cpu_s" in d:
+            rr = (f"{d['at_convergence.sidecar_reflectors.cpu_s']['max']:.1f} / "
+                  f"{d['after_settle.sidecar_reflectors.rss_mib']['max']:.0f}")
+        load = ", ".join(f"{x:.0f}" for x in d.get("loadavg_before", []))
         rows.append(
-            f"| {_topology(r)} | {r['nodes']} | {sess.get('up_total', '?')}/"
-            f"{sess.get('peers_total', '?')} | {r['converge_s']:.1f} "
-            f"| {_mm(r, 'node_complete_s')} "
-            f"| {_mm(conv['agent'], 'cpu_s')} | {_mm(settled['agent'], 'rss_mib', 0)} "
-            f"| {_mm(sidecar_cpu, 'cpu_s')} | {_mm(sidecar_rss, 'rss_mib', 0)} | {rr} "
-            f"| {idle.get('agents', {}).get('median', float('nan')):.1f} / "
-            f"{idle.get('sidecars', {}).get('median', float('nan')):.1f} "
-            f"| {total:.1f} | {load:.1f} |")
-    return ("\n".join(rows) + "\n\n(CPU s: utime+stime from start to convergence; RSS: VmRSS "
-            "after the settle time; p50 (max) over nodes; sidecar = wren-bgp + ExaBGP + its "
-            "API process; in RR mode the sidecar columns are the clients')")
+            f"| {_topology(d)} | {d['nodes']} | {d['converged']}/{d['rounds']} "
+            f"| {d.get('sessions', '?')} "
+            f"| {conv['median']:.1f} ({conv['min']:.1f}-{conv['max']:.1f}) "
+            f"| {_pm(d, 'at_convergence.agent.cpu_s')} "
+            f"| {_pm(d, 'after_settle.agent.rss_mib', 0)} "
+            f"| {_pm(d, cpu + '.cpu_s')} | {_pm(d, rss + '.rss_mib', 0)} | {rr} "
+            f"| {d['idle_cpu_percent.agents']:.1f} / {d['idle_cpu_percent.sidecars']:.1f} "
+            f"| {d['total_rss_mib'] / 1024:.1f} | {load} |")
+    return ("\n".join(rows) + "\n\n(CPU s: utime+stime from process start to convergence; "
+            "RSS: VmRSS after the settle time; p50 (max) over nodes, pooled over rounds; "
+            "sidecar = wren-bgp + ExaBGP + its API process; in RR mode the sidecar columns are "
+            "the clients'; idle CPU: during the settle time after convergence)")
 
 
 def lab_sidecar_table(data: dict[str, Any]) -> str:
@@ -133,72 +132,34 @@ def lab_sidecar_table(data: dict[str, Any]) -> str:
     def part(cmd: str) -> str:
         return "relay" if "relay" in cmd else "exabgp" if "exabgp" in cmd else "wren-bgp"
 
+    pooled: dict[tuple[str, int, str], dict[str, dict[str, list[float]]]] = {}
+    names: dict[tuple[str, int, str], str] = {}
     for r in data.get("scale", []):
         if not r.get("converged"):
             continue
         per = r["after_settle"]["sidecar"]["per_node"]
         reflectors = set(r.get("reflectors", []))
-        for role, names in (("all", [n for n in per if n not in reflectors]),
-                            ("reflector", [n for n in per if n in reflectors])):
-            if not names:
-                continue
-            rss: dict[str, list[float]] = {"wren-bgp": [], "exabgp": [], "relay": []}
-            cpu: dict[str, list[float]] = {"wren-bgp": [], "exabgp": [], "relay": []}
-            for n in names:
-                for m in per[n]["members"]:
-                    rss[part(m["cmd"])].append(m.get("vmrss_kb", 0) / 1024)
-                    cpu[part(m["cmd"])].append(m["cpu_s"])
-            label = "client" if role == "all" and reflectors else role
-            cells = [f"{statistics.median(rss[k]):.0f}" if rss[k] else "—" for k in rss]
-            cells += [f"{statistics.median(cpu[k]):.1f}" if cpu[k] else "—" for k in cpu]
-            rows.append(f"| {_topology(r)} | {label} | " + " | ".join(cells) + " |")
-    return ("\n".join(rows) + "\n\n(medians over nodes after the settle time; CPU s since "
-            "process start)")
-
-
-BGP_ROWS = (
-    ("learn_wren", "learn → kernel", "BIRD 2 → ExaBGP → wren-bgp → wren-agent → kernel",
-     "learn_wren_vs_bird", "BIRD", "≤ 2x"),
-    ("learn_bird", "learn → kernel", "BIRD 2 → BIRD 2 → kernel (reference)", None, "", ""),
-    ("announce_wren", "announce", "wren-bgp (crafted intent) → ExaBGP → BIRD 2",
-     "announce_wren_vs_exabgp", "raw ExaBGP", "≤ 1.1x"),
-    ("announce_exabgp", "announce", "raw ExaBGP helper (≤100 unacked) → BIRD 2",
-     "announce_exabgp_vs_bird", "BIRD", ""),
-    ("announce_bird", "announce", "BIRD 2 → BIRD 2", None, "", ""),
-)
-
-
-def bgp_table(data: dict[str, Any]) -> str:
-    """bench_bgp.py: time from Established to the last route, CPU, ratios taken per run."""
-    s = data["summary"]
-    rows = [f"| {data['prefixes']:,} /26s | path | Established → last route ms "
-            "| CPU ms, all its processes | time ratio (per run) | CPU ratio | target |",
-            "|---|---|---:|---:|---:|---:|---|"]
-    for key, what, path, ratio, versus, target in BGP_ROWS:
-        if key not in s:
-            continue
-        time_ratio = cpu_ratio = met = ""
-        if ratio and ratio in s:
-            r = s[ratio]
-            time_ratio = f"{r['median']:,.2f}x ({r['min']:,.2f}-{r['max']:,.2f}) vs {versus}"
-            if f"{ratio}_cpu" in s:
-                cpu_ratio = f"{s[f'{ratio}_cpu']['median']:,.1f}x"
-            if target:
-                met = f"{target}: {'met' if r.get('met') else 'not met'}"
-        rows.append(f"| {what} | {path} | {cell(s, key)} | {cell(s, f'{key}_cpu_total')} "
-                    f"| {time_ratio} | {cpu_ratio} | {met} |")
-    if "announce_wren_vs_bird" in s:
-        r = s["announce_wren_vs_bird"]
-        rows.append(f"\n(wren-bgp vs BIRD 2 → BIRD 2, announce: {r['median']:,.0f}x "
-                    f"({r['min']:,.0f}-{r['max']:,.0f}); {data['runs']} runs, each sample a "
-                    "fresh topology, the variants of a run back to back)")
-    return "\n".join(rows)
+        for node, group in per.items():
+            role = "reflector" if node in reflectors else "client" if reflectors else "all"
+            key = (r["mode"], r["nodes"], role)
+            names[key] = _topology(r)
+            acc = pooled.setdefault(key, {"rss": {"wren-bgp": [], "exabgp": [], "relay": []},
+                                          "cpu": {"wren-bgp": [], "exabgp": [], "relay": []}})
+            for m in group["members"]:
+                acc["rss"][part(m["cmd"])].append(m.get("vmrss_kb", 0) / 1024)
+                acc["cpu"][part(m["cmd"])].append(m["cpu_s"])
+    for key, acc in pooled.items():
+        cells = [f"{statistics.median(v):.0f}" if v else "—" for v in acc["rss"].values()]
+        cells += [f"{statistics.median(v):.1f}" if v else "—" for v in acc["cpu"].values()]
+        rows.append(f"| {names[key]} | {key[2]} | " + " | ".join(cells) + " |")
+    return ("\n".join(rows) + "\n\n(medians over nodes and rounds after the settle time; CPU s "
+            "since process start)")
 
 
 def main() -> None:
     for name, render in (("routes", routes_table), ("agent", agent_table),
                          ("lab", lab_convergence_table), ("lab", lab_scale_table),
-                         ("lab", lab_sidecar_table), ("bgp", bgp_table)):
+                         ("lab", lab_sidecar_table)):
         path = RESULTS / f"{name}.json"
         if path.exists():
             data = json.loads(path.read_text())
