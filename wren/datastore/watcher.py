@@ -17,6 +17,9 @@ Messages put on the output queue (frozen dataclasses):
 The watcher remembers what it last emitted for each key, so a relist after compaction or after an
 outage emits only what changed, including deletions of resources that vanished meanwhile, and a
 DELETED event for a key it never emitted (a Kubernetes pod that never was an endpoint) is dropped.
+It remembers a 128-bit digest of each body, not the body: the agent keeps the parsed resource,
+and a second copy of every raw body (10,000 endpoints: ~17 MB of small dicts and strings) was
+the biggest single part of its memory.
 A change of nothing but `metadata.resourceVersion` (pod status, node heartbeats on Kubernetes) is
 not sent: a body from the stream may carry an older resourceVersion than the store, so read the
 resource with `get` before a conditional write.
@@ -29,6 +32,8 @@ the watch from the last revision it saw; if that revision has been compacted mea
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import queue
 import random
 import threading
@@ -81,11 +86,13 @@ def backoff_delay(attempt: int, *, base: float, cap: float, rand: Callable[[], f
     return rand() * min(cap, base * 2.0 ** min(attempt, 30))
 
 
-def _same(old: Body | None, new: Body) -> bool:
-    """Equal but for resourceVersion: a Pod's status or a Node's heartbeat changes nothing here."""
-    if old is None:
-        return False
-    return bool(_without_version(old) == _without_version(new))
+def _fingerprint(body: Body) -> bytes:
+    """A digest of the body without its resourceVersion: equal digests mean a Pod's status or a
+    Node's heartbeat changed, nothing else. Canonical JSON (sorted keys), so key order does
+    not matter; `default=str` for what a client library may leave unconverted."""
+    text = json.dumps(_without_version(body), sort_keys=True, separators=(",", ":"),
+                      default=str)
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
 def _without_version(body: Body) -> Body:
@@ -123,7 +130,7 @@ class Watcher(threading.Thread):
         self._rand = rand
         self._base = backoff_base
         self._cap = backoff_cap
-        self._state: dict[tuple[str, str], Body] = {}
+        self._state: dict[tuple[str, str], bytes] = {}  # key → fingerprint of what was sent
         self._revision: str | None = None  # None: must (re)list
         self._connected: bool | None = None
         self._in_sync = False
@@ -182,12 +189,16 @@ class Watcher(threading.Thread):
     def _relist(self) -> None:
         listing = self.backend.list(self.kind)
         self._set_connected(True)
-        fresh = {_key(b): b for b in listing.items}
+        fresh: dict[tuple[str, str], bytes] = {}
+        changed: list[tuple[tuple[str, str], Body]] = []
+        for key, body in {_key(b): b for b in listing.items}.items():
+            fresh[key] = digest = _fingerprint(body)
+            if self._state.get(key) != digest:
+                changed.append((key, body))
         for key in sorted(self._state.keys() - fresh.keys()):
             self.out.put(Update(self.kind.name, key, None))
-        for key, body in fresh.items():
-            if not _same(self._state.get(key), body):
-                self.out.put(Update(self.kind.name, key, body))
+        for key, body in changed:
+            self.out.put(Update(self.kind.name, key, body))
         self._state = fresh
         self._revision = listing.revision
         if not self._in_sync:
@@ -200,7 +211,8 @@ class Watcher(threading.Thread):
             if self._state.pop(key, None) is not None:
                 self.out.put(Update(self.kind.name, key, None))
         else:
-            if not _same(self._state.get(key), event.body):
+            digest = _fingerprint(event.body)
+            if self._state.get(key) != digest:
                 self.out.put(Update(self.kind.name, key, event.body))
-            self._state[key] = event.body
+            self._state[key] = digest
         self._revision = event.revision
