@@ -156,10 +156,49 @@ def lab_sidecar_table(data: dict[str, Any]) -> str:
             "since process start)")
 
 
+BGP_ROWS = (
+    ("learn_wren", "learn → kernel", "BIRD 2 → ExaBGP → wren-bgp → wren-agent → kernel",
+     "learn_wren_vs_bird", "BIRD", "≤ 2x"),
+    ("learn_bird", "learn → kernel", "BIRD 2 → BIRD 2 → kernel (reference)", None, "", ""),
+    ("announce_wren", "announce", "wren-bgp (crafted intent) → ExaBGP → BIRD 2",
+     "announce_wren_vs_exabgp", "raw ExaBGP", "≤ 1.1x"),
+    ("announce_exabgp", "announce", "raw ExaBGP helper (≤100 unacked) → BIRD 2",
+     "announce_exabgp_vs_bird", "BIRD", ""),
+    ("announce_bird", "announce", "BIRD 2 → BIRD 2", None, "", ""),
+)
+
+
+def bgp_table(data: dict[str, Any]) -> str:
+    """bench_bgp.py: time from Established to the last route, CPU, ratios taken per run."""
+    s = data["summary"]
+    rows = [f"| {data['prefixes']:,} /26s | path | Established → last route ms "
+            "| CPU ms, all its processes | time ratio (per run) | CPU ratio | target |",
+            "|---|---|---:|---:|---:|---:|---|"]
+    for key, what, path, ratio, versus, target in BGP_ROWS:
+        if key not in s:
+            continue
+        time_ratio = cpu_ratio = met = ""
+        if ratio and ratio in s:
+            r = s[ratio]
+            time_ratio = f"{r['median']:,.2f}x ({r['min']:,.2f}-{r['max']:,.2f}) vs {versus}"
+            if f"{ratio}_cpu" in s:
+                cpu_ratio = f"{s[f'{ratio}_cpu']['median']:,.1f}x"
+            if target:
+                met = f"{target}: {'met' if r.get('met') else 'not met'}"
+        rows.append(f"| {what} | {path} | {cell(s, key)} | {cell(s, f'{key}_cpu_total')} "
+                    f"| {time_ratio} | {cpu_ratio} | {met} |")
+    if "announce_wren_vs_bird" in s:
+        r = s["announce_wren_vs_bird"]
+        rows.append(f"\n(wren-bgp vs BIRD 2 → BIRD 2, announce: {r['median']:,.0f}x "
+                    f"({r['min']:,.0f}-{r['max']:,.0f}); {data['runs']} runs, each sample a "
+                    "fresh topology, the variants of a run back to back)")
+    return "\n".join(rows)
+
+
 def main() -> None:
     for name, render in (("routes", routes_table), ("agent", agent_table),
                          ("lab", lab_convergence_table), ("lab", lab_scale_table),
-                         ("lab", lab_sidecar_table)):
+                         ("lab", lab_sidecar_table), ("bgp", bgp_table)):
         path = RESULTS / f"{name}.json"
         if path.exists():
             data = json.loads(path.read_text())
