@@ -90,7 +90,10 @@ def up(mode: str, nodes: int) -> int:
             if not proc.alive():
                 print(f"{name} exited:\n{proc.tail()}", file=sys.stderr)
         return 1
-    print(f"lab is up; logs in {WORK / 'logs'}; `make lab-down` removes it")
+    if os.environ.get("WREN_IN_VM") == "1":
+        print("lab was up inside the VM; it ends with the VM")
+    else:
+        print(f"lab is up; logs in {WORK / 'logs'}; `make lab-down` removes it")
     return 0
 
 
