@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
 
 from tests.servers import EtcdServer, free_port
+from wren.datastore import etcd
 from wren.datastore.backend import Body
 from wren.datastore.connect import backend_from_env
-from wren.errors import DatastoreUnavailable
+from wren.errors import DatastoreUnavailable, NotFound
 from wren.kinds import kind_by_name
 
 pytestmark = pytest.mark.integration
@@ -80,4 +84,44 @@ def test_resources_are_stored_under_calicos_keys_without_resource_version(
         assert created["metadata"]["resourceVersion"] == kv["mod_revision"]
         backend.delete(POOL, "layout-pool")
     finally:
+        backend.close()
+
+
+def test_a_list_in_pages_is_one_snapshot(shared_etcd_server: EtcdServer,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(etcd, "LIST_PAGE", 3)
+    backend = backend_from_env({"DATASTORE_TYPE": "etcdv3",
+                                "ETCD_ENDPOINTS": shared_etcd_server.endpoint})
+    assert isinstance(backend, etcd.EtcdBackend)
+    names = [f"page-pool-{i}" for i in range(8)]
+    try:
+        for name in names:
+            backend.create(pool(name))
+        pages: list[dict[str, Any]] = []
+        post = backend._post
+
+        def post_then_write(what: str, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+            if path != "/kv/range":
+                return post(what, path, payload)
+            pages.append(dict(payload))
+            result = post(what, path, payload)
+            if len(pages) == 1:
+                backend.create(pool("page-pool-late"))  # written between two pages
+            return result
+
+        monkeypatch.setattr(backend, "_post", post_then_write)
+        listing = backend.list(POOL)
+        assert [b["metadata"]["name"] for b in listing.items] == names
+        assert len(pages) == 3 and all(p["limit"] == 3 for p in pages)
+        assert {p.get("revision") for p in pages[1:]} == {listing.revision}
+        monkeypatch.undo()
+        stop = threading.Event()
+        events = backend.watch(POOL, revision=listing.revision, stop=stop)
+        first = next(events)  # the late write, after the snapshot
+        stop.set()
+        assert first.body["metadata"]["name"] == "page-pool-late"
+    finally:
+        for name in [*names, "page-pool-late"]:
+            with contextlib.suppress(NotFound):
+                backend.delete(POOL, name)
         backend.close()

@@ -47,9 +47,10 @@ from wren.errors import AlreadyExists, Compacted, Conflict, DatastoreUnavailable
 from wren.kinds import API_V3, KINDS, Kind
 from wren.log import get_logger
 
-__all__ = ["EtcdBackend", "EtcdTLS", "key_for", "secret_env_name"]
+__all__ = ["LIST_PAGE", "EtcdBackend", "EtcdTLS", "key_for", "secret_env_name"]
 
 PREFIX = "/calico/resources/v3/projectcalico.org"
+LIST_PAGE = 500
 _log = get_logger(__name__)
 _T = TypeVar("_T")
 _KIND_BY_NAME = {k.name: k for k in KINDS}
@@ -205,11 +206,25 @@ class EtcdBackend:
         return self._decode(kvs[0])
 
     def list(self, kind: Kind, namespace: str | None = None) -> Listing:
+        """Every resource of the kind, read in pages of `LIST_PAGE` keys, all at the revision of
+        the first page (one consistent snapshot). One range request for everything made the
+        gateway's JSON reply for 10,000 endpoints (~20 MB of base64 strings and dicts) live at
+        once beside the decoded bodies: the peak that set the agent's RSS."""
         prefix = _prefix_for(kind, namespace)
-        payload = {"key": _b64(prefix), "range_end": _range_end(prefix)}
-        result = self._post(f"list {kind.plural}", "/kv/range", payload)
-        items = [self._decode(kv) for kv in result.get("kvs") or []]
-        return Listing(items=items, revision=str(result["header"]["revision"]))
+        payload: dict[str, Any] = {"key": _b64(prefix), "range_end": _range_end(prefix),
+                                   "limit": LIST_PAGE}
+        items: list[Body] = []
+        revision = ""
+        while True:
+            result = self._post(f"list {kind.plural}", "/kv/range", payload)
+            kvs = result.get("kvs") or []
+            items += [self._decode(kv) for kv in kvs]
+            if not revision:
+                revision = str(result["header"]["revision"])
+                payload["revision"] = revision  # the next pages from the same snapshot
+            if not result.get("more") or not kvs:
+                return Listing(items=items, revision=revision)
+            payload["key"] = _b64(base64.b64decode(kvs[-1]["key"]) + b"\x00")
 
     # -- writes -----------------------------------------------------------------------------
     def _txn(
