@@ -8,6 +8,7 @@ datastore sync incomplete" — so `kubectl describe pod` tells the operator what
 from __future__ import annotations
 
 import json
+import socketserver
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,6 +60,16 @@ class HealthAggregator:
         )
 
 
+class _QuickBindServer(ThreadingHTTPServer):
+    """HTTPServer.server_bind asks the resolver for the host's FQDN (a reverse lookup of the
+    health address); with an unreachable resolver that stalled every agent start by 5 s."""
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+
 class HealthServer:
     """A tiny HTTP server on its own thread; it only reads the aggregator."""
 
@@ -85,7 +96,7 @@ class HealthServer:
             def log_message(self, format: str, *args: object) -> None:
                 return None
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server = _QuickBindServer((host, port), Handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="health", daemon=True
         )

@@ -9,6 +9,7 @@ made by `Topology` and stopped by PID. Per-node files live under the lab's work 
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import json
 import shutil
 import subprocess
@@ -220,7 +221,8 @@ class LabCluster:
         name = f"{node.name}-pod{index}"
         netns = f"{self.topo.prefix}{name}"
         subprocess.run(["ip", "netns", "add", netns], check=True)
-        container_id = f"lab{node.name}pod{index}".ljust(16, "0")
+        # Unique per pod (a padded name made pod 1 and pod 10 the same container).
+        container_id = hashlib.sha256(netns.encode()).hexdigest()[:16]
         conf = {"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "wren",
                 "ipam": {"type": "wren-ipam"}, "datastore_type": "etcdv3",
                 "etcd_endpoints": self.topo.etcd_endpoint, "nodename": node.name,

@@ -2,6 +2,8 @@ import json
 import urllib.error
 import urllib.request
 
+import pytest
+
 from agent.health import HealthAggregator, HealthServer
 
 
@@ -37,3 +39,18 @@ def test_probe_endpoints_answer_200_or_503() -> None:
             assert resp.status == 200
     finally:
         server.stop()
+
+
+def test_binding_the_health_server_asks_no_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
+    # http.server's server_bind does a reverse lookup (getfqdn): 5 s per agent start when the
+    # node's resolver does not answer.
+    import socket
+
+    def no_dns(*_args: object) -> str:
+        raise AssertionError("the health server asked the resolver")
+
+    monkeypatch.setattr(socket, "getfqdn", no_dns)
+    server = HealthServer(HealthAggregator(), host="127.0.0.1", port=0)
+    server.start()
+    assert server.port > 0
+    server.stop()
