@@ -3,6 +3,8 @@ annotations, WorkloadEndpoint ⇄ Pod annotations, CRD apiVersion) and backend_f
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,24 @@ from wren.kinds import kind_by_name
 
 
 # -- etcd -------------------------------------------------------------------------------------
+def test_etcd_bodies_share_their_key_and_repeated_value_strings() -> None:
+    def kv(name: str, rev: int) -> dict[str, Any]:
+        body = {"kind": "WorkloadEndpoint", "metadata": {"name": name, "namespace": "ns"},
+                "spec": {"node": "n1", "interfaceName": f"cali{name}"}}
+        raw = json.dumps(body).encode()
+        return {"value": base64.b64encode(raw).decode(), "mod_revision": str(rev)}
+
+    a, b = EtcdBackend._decode(kv("a", 5)), EtcdBackend._decode(kv("b", 6))
+    assert a == {"kind": "WorkloadEndpoint",
+                 "metadata": {"name": "a", "namespace": "ns", "resourceVersion": "5"},
+                 "spec": {"node": "n1", "interfaceName": "calia"}}
+    key_a = next(k for k in a["spec"] if k == "interfaceName")
+    key_b = next(k for k in b["spec"] if k == "interfaceName")
+    assert key_a is key_b
+    assert a["spec"]["node"] is b["spec"]["node"]
+    assert a["metadata"]["namespace"] is b["metadata"]["namespace"]
+
+
 def test_etcd_keys_follow_calicos_layout() -> None:
     assert (key_for(kind_by_name("IPPool"), "p1")
             == "/calico/resources/v3/projectcalico.org/ippools/p1")
