@@ -38,6 +38,7 @@ from agent.calc.desired import (
     IPNetwork,
     NatPoolSpec,
     VXLANDevice,
+    WorkloadDelta,
     WorkloadRoute,
 )
 from agent.calc.workloads import WorkloadIndex, workload_routes
@@ -137,7 +138,7 @@ class _Infrastructure:
 
 
 def _assemble(routes: dict[IPNetwork, WorkloadRoute], warnings: list[str],
-              infra: _Infrastructure) -> DesiredDataplane:
+              infra: _Infrastructure, delta: WorkloadDelta | None = None) -> DesiredDataplane:
     return DesiredDataplane(
         workload_routes=routes,
         block_routes=infra.block_routes,
@@ -147,6 +148,7 @@ def _assemble(routes: dict[IPNetwork, WorkloadRoute], warnings: list[str],
         nat_pools=infra.nat_pools,
         mtu=infra.mtu,
         warnings=(*warnings, *infra.warnings),
+        delta=delta,
     )
 
 
@@ -301,14 +303,16 @@ class DesiredCalc:
     pod. Now an endpoint event updates one endpoint's routes (`WorkloadIndex`), and the rest
     (block routes, tunnels, NAT pools, MTU) is reused as long as its inputs are the very same
     objects; any other change recomputes the rest in full. The returned desired state shares
-    the unchanged `block_routes` dict and `WorkloadRoute` objects with the previous one, so the
-    managers can find what changed by identity.
+    the unchanged `block_routes` dict and `WorkloadRoute` objects with the previous one, and
+    its `delta` names the workload routes that changed since the previous one, so the managers
+    can update in proportion to the change.
     """
 
     def __init__(self) -> None:
         self._workloads = WorkloadIndex()
         self._inputs: CalcInput | None = None
         self._infra: _Infrastructure | None = None
+        self._last_token: object | None = None
 
     def compute(self, inp: CalcInput) -> DesiredDataplane:
         self._workloads.update(inp.endpoints)
@@ -319,7 +323,13 @@ class DesiredCalc:
                 node_name=inp.node_name, pools=dict(inp.pools), nodes=dict(inp.nodes),
                 blocks=dict(inp.blocks), learned=dict(inp.learned), felix=inp.felix,
                 host=inp.host)
-        return _assemble(dict(self._workloads.routes), self._workloads.warnings(), self._infra)
+        changes = self._workloads.take_changes()
+        delta = (WorkloadDelta(since=self._last_token, dsts=frozenset(changes))
+                 if self._last_token is not None else None)
+        desired = _assemble(dict(self._workloads.routes), self._workloads.warnings(), self._infra,
+                            delta)
+        self._last_token = desired.token
+        return desired
 
     def _same_infrastructure_inputs(self, inp: CalcInput) -> bool:
         old = self._inputs

@@ -18,6 +18,7 @@ __all__ = [
     "IPNetwork",
     "NatPoolSpec",
     "VXLANDevice",
+    "WorkloadDelta",
     "WorkloadRoute",
 ]
 
@@ -80,6 +81,15 @@ class NatPoolSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkloadDelta:
+    """Where a desired state's workload routes may differ from an earlier state's: nowhere but
+    at `dsts` (a superset of the real changes). `since` is the earlier state's `token`."""
+
+    since: object
+    dsts: frozenset[IPNetwork]
+
+
+@dataclass(frozen=True, slots=True)
 class DesiredDataplane:
     workload_routes: dict[IPNetwork, WorkloadRoute] = field(default_factory=dict)
     block_routes: dict[IPNetwork, BlockRoute] = field(default_factory=dict)
@@ -91,3 +101,9 @@ class DesiredDataplane:
     # Problems found while computing (an endpoint with an address outside every pool...):
     # logged by the daemon, never fatal.
     warnings: tuple[str, ...] = ()
+    # Bookkeeping, not part of the state (no effect on ==): an identity, and, from the agent's
+    # incremental calc, which workload routes changed since the state it computed before, so
+    # that a manager which rendered that state updates only those (at 10k endpoints, finding
+    # them by comparing the two states was ~90% of the work of a pod event).
+    token: object = field(default_factory=object, compare=False, repr=False)
+    delta: WorkloadDelta | None = field(default=None, compare=False, repr=False)

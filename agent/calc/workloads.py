@@ -70,6 +70,7 @@ class WorkloadIndex:
         self._claims: dict[IPNetwork, list[_Claim]] = {}
         self._routes: dict[IPNetwork, WorkloadRoute] = {}
         self._contested: set[IPNetwork] = set()  # addresses with more than one claim
+        self._changed: set[IPNetwork] = set()  # addresses touched since take_changes()
 
     @property
     def routes(self) -> Mapping[IPNetwork, WorkloadRoute]:
@@ -92,6 +93,11 @@ class WorkloadIndex:
                 self._set(key, None)
         for key, wep in changed:
             self._set(key, wep)
+
+    def take_changes(self) -> set[IPNetwork]:
+        """The addresses whose route may have changed since the last call (a superset)."""
+        changed, self._changed = self._changed, set()
+        return changed
 
     def warnings(self) -> list[str]:
         """The duplicate-address warnings, in the order `workload_routes` gives them."""
@@ -129,6 +135,7 @@ class WorkloadIndex:
             touched.add(route.dst)
         for host in touched:
             self._elect(host)
+        self._changed |= touched
 
     def _elect(self, host: IPNetwork) -> None:
         claims = self._claims[host]

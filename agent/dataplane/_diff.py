@@ -1,4 +1,9 @@
-"""What changed between two desired states, found by identity.
+"""What changed between two desired states: from the calc's own account, or found by identity.
+
+The agent's calc (`DesiredCalc`) says which workload routes changed since the state it
+computed before (`DesiredDataplane.delta`); a manager that rendered exactly that state uses it
+and does work in proportion to the change. Otherwise (the first state, a state from
+`compute_desired`, a state skipped because an apply was postponed) it compares by identity:
 
 The calc (`DesiredCalc`) hands out a new desired state on every recalculation, but the parts
 that did not change are the very same objects as before: the same `WorkloadRoute` for every
@@ -11,10 +16,12 @@ in the table, never a missed one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TypeVar
 
-__all__ = ["changed_keys"]
+from agent.calc.desired import DesiredDataplane, IPNetwork, WorkloadRoute
+
+__all__ = ["changed_keys", "workload_changes"]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -31,3 +38,14 @@ def changed_keys(old: Mapping[K, V], new: Mapping[K, V]) -> list[K]:
     if len(new) - added < len(old):  # some of old's keys are gone
         changed += [k for k in old if k not in new]
     return changed
+
+
+def workload_changes(rendered_token: object | None,
+                     rendered: Mapping[IPNetwork, WorkloadRoute],
+                     desired: DesiredDataplane) -> Collection[IPNetwork]:
+    """The destinations whose workload route may differ between what a manager rendered last
+    (that state's `token` and workload routes) and `desired`."""
+    delta = desired.delta
+    if delta is not None and rendered_token is not None and delta.since is rendered_token:
+        return delta.dsts
+    return changed_keys(rendered, desired.workload_routes)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from agent.calc.desired import DesiredDataplane, IPNetwork, WorkloadRoute
-from agent.dataplane._diff import changed_keys
+from agent.dataplane._diff import workload_changes
 from agent.kernel.neigh_table import Entry, FDBEntry, Neighbour, NeighTable
 from wren.constants import VXLAN_DEVICE
 from wren.errors import ValidationError
@@ -55,6 +55,7 @@ class NeighbourManager:
     def __init__(self, table: NeighTable) -> None:
         self._table = table
         self._pending: DesiredDataplane | None = None
+        self._token: object | None = None  # of the desired state rendered last
         self._workloads: Mapping[IPNetwork, WorkloadRoute] = {}
         self._rendered: dict[IPNetwork, Neighbour] = {}
         self._vteps: list[Entry] = []
@@ -66,10 +67,10 @@ class NeighbourManager:
         desired, self._pending = self._pending, None
         if desired is None:
             return
-        for dst in changed_keys(self._workloads, desired.workload_routes):
+        for dst in workload_changes(self._token, self._workloads, desired):
             w = desired.workload_routes.get(dst)
             self._render(dst, workload_entry(w) if w is not None else None)
-        self._workloads = desired.workload_routes
+        self._workloads, self._token = desired.workload_routes, desired.token
         vteps = vtep_entries(desired)
         if vteps != self._vteps:
             keep = set(vteps)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from agent.calc.desired import BlockRoute, DesiredDataplane, IPNetwork, WorkloadRoute
-from agent.dataplane._diff import changed_keys
+from agent.dataplane._diff import changed_keys, workload_changes
 from agent.kernel.route_table import Route, RouteTable
 from wren.log import get_logger
 
@@ -48,6 +48,7 @@ class RouteManager:
     def __init__(self, tables: dict[int, RouteTable]) -> None:
         self._tables = tables  # by IP version
         self._pending: DesiredDataplane | None = None
+        self._token: object | None = None  # of the desired state rendered last
         self._workloads: Mapping[IPNetwork, WorkloadRoute] = {}
         self._blocks: Mapping[IPNetwork, BlockRoute] = {}
         self._rendered: dict[IPNetwork, Route] = {}  # what the tables were given, by dst
@@ -59,9 +60,10 @@ class RouteManager:
         desired, self._pending = self._pending, None
         if desired is None:
             return
-        touched = changed_keys(self._workloads, desired.workload_routes)
+        touched = workload_changes(self._token, self._workloads, desired)
         blocks = changed_keys(self._blocks, desired.block_routes)
         self._workloads, self._blocks = desired.workload_routes, desired.block_routes
+        self._token = desired.token
         for b in blocks:
             block = self._blocks.get(b)
             if block is not None and block_route(block) is None:

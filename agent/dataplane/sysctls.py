@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from agent.calc.desired import DesiredDataplane, IPNetwork, WorkloadRoute
-from agent.dataplane._diff import changed_keys
+from agent.dataplane._diff import workload_changes
 from agent.kernel.sysctl import SysctlTable, iface_sysctl
 from wren.constants import IPIP_DEVICE, VXLAN_DEVICE
 
@@ -58,6 +58,7 @@ class SysctlManager:
     def __init__(self, table: SysctlTable) -> None:
         self._table = table
         self._pending: DesiredDataplane | None = None
+        self._token: object | None = None  # of the desired state rendered last
         self._workloads: Mapping[IPNetwork, WorkloadRoute] = {}
         self._counts: dict[str, int] = {}  # pod setting → how many pod addresses want it
         self._values: dict[str, str] = {}  # pod setting → value
@@ -71,9 +72,11 @@ class SysctlManager:
         if desired is None:
             return
         touched: set[str] = set()
-        for dst in changed_keys(self._workloads, desired.workload_routes):
+        for dst in workload_changes(self._token, self._workloads, desired):
             old = self._workloads.get(dst)
             new = desired.workload_routes.get(dst)
+            if old is new:
+                continue
             if old is not None:
                 for key in workload_sysctls(old):
                     self._counts[key] -= 1
@@ -85,7 +88,7 @@ class SysctlManager:
                     self._counts[key] = self._counts.get(key, 0) + 1
                     self._values[key] = value
                     touched.add(key)
-        self._workloads = desired.workload_routes
+        self._workloads, self._token = desired.workload_routes, desired.token
         static = static_sysctls(desired)
         if static != self._static:
             touched |= static.keys() | self._static.keys()

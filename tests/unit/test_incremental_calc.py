@@ -20,6 +20,7 @@ from agent.calc.dataplane_calc import (
     HostFacts,
     compute_desired,
 )
+from agent.calc.desired import DesiredDataplane
 from agent.calc.workloads import WorkloadIndex, workload_routes
 from wren.model import IPAMBlock, IPPool, Node, WorkloadEndpoint, parse
 
@@ -94,6 +95,7 @@ def apply_endpoint_op(endpoints: dict[str, WorkloadEndpoint], op: Any) -> None:
 def test_workload_index_equals_a_full_recomputation(batches: list[list[Any]]) -> None:
     index = WorkloadIndex()
     endpoints: dict[str, WorkloadEndpoint] = {}
+    before: dict[Any, Any] = {}
     for batch in batches:
         for op in batch:
             apply_endpoint_op(endpoints, op)
@@ -101,6 +103,11 @@ def test_workload_index_equals_a_full_recomputation(batches: list[list[Any]]) ->
         routes, warnings = workload_routes(endpoints)
         assert dict(index.routes) == routes
         assert index.warnings() == warnings
+        # every route that is not the very same object as before is reported as changed
+        changed = {d for d in before.keys() | routes.keys()
+                   if before.get(d) is not index.routes.get(d)}
+        assert changed <= index.take_changes()
+        before = dict(index.routes)
 
 
 def test_unchanged_endpoints_keep_their_route_objects() -> None:
@@ -171,6 +178,7 @@ def test_desired_calc_equals_compute_desired(steps: list[Any]) -> None:
     choice = {"pools": 0, "nodes": 0, "blocks": 0, "learned": 0, "felix": 0, "host": 0}
     tables: dict[str, list[Any]] = {"pools": POOLS, "nodes": NODES, "blocks": BLOCKS,
                                     "learned": LEARNED, "felix": FELIX, "host": HOSTS}
+    previous: DesiredDataplane | None = None
     for endpoint_changes, infra_changes in steps:
         for op in endpoint_changes:
             apply_endpoint_op(endpoints, op)
@@ -178,7 +186,16 @@ def test_desired_calc_equals_compute_desired(steps: list[Any]) -> None:
             choice[part] = i % len(tables[part])
         inp = CalcInput(node_name="n1", endpoints=endpoints,
                         **{k: tables[k][v] for k, v in choice.items()})
-        assert calc.compute(inp) == compute_desired(inp)
+        desired = calc.compute(inp)
+        assert desired == compute_desired(inp)
+        if previous is None:
+            assert desired.delta is None
+        else:  # the delta covers every route that is not the very same object as before
+            assert desired.delta is not None and desired.delta.since is previous.token
+            old, new = previous.workload_routes, desired.workload_routes
+            assert {d for d in old.keys() | new.keys()
+                    if old.get(d) is not new.get(d)} <= desired.delta.dsts
+        previous = desired
 
 
 def test_an_endpoint_event_reuses_the_block_routes_and_other_routes() -> None:
