@@ -184,18 +184,34 @@ def test_nat_outgoing_lets_pods_reach_a_host_with_no_route_back(cluster: LabClus
 
 
 def udp_source(recv_ns: str, send_ns: str, dst: str) -> str:
-    """Send one UDP datagram from `send_ns` to `dst` and return the source the receiver saw."""
+    """Send a UDP datagram from `send_ns` to `dst` and return the source the receiver saw.
+
+    The receiver says when it is bound (a loaded machine can take seconds to start Python),
+    and the datagram is re-sent until it arrives, so only a wrong source can fail this.
+    """
     receiver = subprocess.Popen(
-        ["ip", "netns", "exec", recv_ns, "timeout", "5", "python3", "-c",
+        ["ip", "netns", "exec", recv_ns, "timeout", "60", "python3", "-c",
          "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);"
-         "s.bind(('0.0.0.0',9999));d,addr=s.recvfrom(100);print(addr[0])"],
+         "s.bind(('0.0.0.0',9999));print('ready',flush=True);"
+         "d,addr=s.recvfrom(100);print(addr[0])"],
         stdout=subprocess.PIPE, text=True)
-    time.sleep(1.0)
-    subprocess.run(["ip", "netns", "exec", send_ns, "python3", "-c",
-                    "import socket;socket.socket(socket.AF_INET,socket.SOCK_DGRAM)"
-                    f".sendto(b'x',('{dst}',9999))"], check=True)
-    out, _ = receiver.communicate(timeout=10)
-    return out.strip()
+    try:
+        assert receiver.stdout is not None
+        assert receiver.stdout.readline().strip() == "ready", "the UDP receiver did not start"
+        for _ in range(10):
+            subprocess.run(["ip", "netns", "exec", send_ns, "python3", "-c",
+                            "import socket;socket.socket(socket.AF_INET,socket.SOCK_DGRAM)"
+                            f".sendto(b'x',('{dst}',9999))"], check=True)
+            try:
+                out, _ = receiver.communicate(timeout=2)
+                return out.strip()
+            except subprocess.TimeoutExpired:
+                continue
+        return ""
+    finally:
+        if receiver.poll() is None:
+            receiver.terminate()  # `timeout` passes it on to the Python it started
+            receiver.wait()
 
 
 def test_pod_to_pod_traffic_keeps_its_source_address(cluster: LabCluster) -> None:
