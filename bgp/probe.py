@@ -8,25 +8,14 @@ established?). The probe is a separate short process and must not talk to ExaBGP
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
-from bgp.status import SidecarStatus, read_status, status_path
+from bgp.status import SidecarStatus, pid_alive, read_status, status_path
 
 __all__ = ["STALE_AFTER", "liveness_problems", "probe", "readiness_problems"]
 
 STALE_AFTER = 30.0  # the loop writes every 2 s; this much silence means it is stuck
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def liveness_problems(status: SidecarStatus | None, *, now: float, pid_alive: bool) -> list[str]:
@@ -54,7 +43,7 @@ def readiness_problems(status: SidecarStatus | None, *, now: float, pid_alive: b
 def probe(run_dir: Path, kind: str) -> tuple[int, str]:
     """(exit code, message) for `--live` or `--ready`; 0 means healthy."""
     status = read_status(run_dir)
-    alive = status is not None and _alive(status.pid)
+    alive = status is not None and pid_alive(status.pid)
     check = liveness_problems if kind == "live" else readiness_problems
     problems = check(status, now=time.time(), pid_alive=alive)
     if problems:

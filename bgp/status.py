@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PeerStatus", "SidecarStatus", "read_status", "status_path", "write_status"]
+__all__ = ["PeerStatus", "SidecarStatus", "pid_alive", "read_status", "status_path", "write_status"]
 
 
 @dataclass
@@ -57,3 +57,16 @@ def read_status(run_dir: Path) -> SidecarStatus | None:
         return SidecarStatus(peers=peers, **raw)
     except (OSError, ValueError, TypeError, AttributeError):
         return None
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether the process that wrote a status (sidecar or its ExaBGP) still exists."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -15,7 +15,7 @@ import urllib.request
 
 import click
 
-from bgp.status import PeerStatus, SidecarStatus, read_status
+from bgp.status import PeerStatus, SidecarStatus, pid_alive, read_status
 from wren.paths import node_run_dir
 
 __all__ = ["COMMANDS", "render_status"]
@@ -42,18 +42,6 @@ def _agent_state() -> str:
         return "not running"
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _table(rows: list[PeerStatus]) -> list[str]:
     header = ["PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO", "RECEIVED", "ACCEPTED"]
     body = [[p.address, p.type, p.state,
@@ -73,12 +61,12 @@ def render_status(agent: str, status: SidecarStatus | None, *, now: float) -> st
     if status is None:
         lines.append("Wren BGP (wren-bgp) is not running: no status file.")
         return "\n".join(lines) + "\n"
-    fresh = now - status.updated < STALE_AFTER and _alive(status.pid)
+    fresh = now - status.updated < STALE_AFTER and pid_alive(status.pid)
     if not fresh:
         lines.append(f"Wren BGP (wren-bgp) is not running (last status "
                      f"{int(now - status.updated)} s old).")
     else:
-        exa = "running" if _alive(status.exabgp_pid) else "not running (restarting)"
+        exa = "running" if pid_alive(status.exabgp_pid) else "not running (restarting)"
         lines.append(f"Wren BGP (wren-bgp) is running; ExaBGP is {exa}. "
                      f"{status.announced} prefixes announced, {status.learned} learned.")
     for version in (4, 6):

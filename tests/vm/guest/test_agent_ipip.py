@@ -36,9 +36,8 @@ class MeshStandIn:
         blocks = {p.node: str(ipaddress.ip_network(f"{p.ip}/26", strict=False))
                   for p in cluster.pods}
         for node in cluster.topo.nodes:
-            learned = [[block, str(peer.address.ip), str(peer.address.ip)]
-                       for peer in cluster.topo.nodes if peer.name != node.name
-                       for block in [blocks[peer.name]]]
+            learned = [[blocks[peer.name], str(peer.address.ip), str(peer.address.ip)]
+                       for peer in cluster.topo.nodes if peer.name != node.name]
             path = Path(cluster.node_env(node)["WREN_RUN_DIR"]) / "bgp.sock"
             listener = Listener(path, self._serve(learned), name=f"mesh-{node.name}")
             listener.start()
