@@ -17,21 +17,17 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS, percentile, summary, write_result
+from common import RESULTS, RouteMonitor, cpu_seconds, percentile, summary, write_result
 
-from agent.kernel.netlink import decode_route, iter_messages
 from agent.kernel.netns import in_netns
 from lab.cluster import BIN, LabCluster
 from lab.topology import Topology
@@ -39,58 +35,6 @@ from wren.datastore.connect import backend_from_env
 
 REMOTE_NODES = 10
 REMOTE_BLOCKS = 1000
-RTMGRP_IPV4_ROUTE = 0x40
-RTM_NEWROUTE = 24
-
-
-class RouteMonitor:
-    """Records when each destination first appears in the namespace's main table."""
-
-    def __init__(self, netns: str) -> None:
-        with in_netns(netns):
-            self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 20)
-        self._sock.bind((0, RTMGRP_IPV4_ROUTE))
-        self.seen: dict[str, float] = {}
-        self.count = 0
-        self._cond = threading.Condition()
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        buf = bytearray(1 << 20)
-        self._sock.settimeout(0.2)
-        while not self._stop:
-            try:
-                n = self._sock.recv_into(buf)
-            except TimeoutError:
-                continue
-            except OSError:  # ENOBUFS in a burst: the sync check falls back to a dump
-                continue
-            now = time.monotonic()
-            with self._cond:
-                for msg in iter_messages(buf, n):
-                    if msg.type != RTM_NEWROUTE:
-                        continue
-                    route = decode_route(buf, msg.start, msg.end)
-                    if route is None or route.protocol != 80:
-                        continue
-                    key = str(route.dst)
-                    if key not in self.seen:
-                        self.seen[key] = now
-                        self.count += 1
-                self._cond.notify_all()
-
-    def wait_for(self, dst: str, timeout: float) -> float | None:
-        with self._cond:
-            self._cond.wait_for(lambda: dst in self.seen, timeout=timeout)
-            return self.seen.get(dst)
-
-    def close(self) -> None:
-        self._stop = True
-        self._thread.join()
-        self._sock.close()
 
 
 def kernel_route_count(ns: str) -> int:
@@ -163,11 +107,6 @@ def status(pid: int) -> dict[str, int]:
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
-
-
 def run(endpoints: int, events: int, work: Path, *, profile: bool) -> dict[str, Any]:
     topo = Topology(prefix=f"wt-bn{secrets.token_hex(2)}-", node_count=1)
     node = topo.nodes[0]
@@ -211,13 +150,13 @@ def run(endpoints: int, events: int, work: Path, *, profile: bool) -> dict[str, 
                                f"kernel has {kernel_route_count(node.netns)}")
         # The monitor's time is exact unless a burst overflowed its socket (ENOBUFS); then the
         # dump that saw them all is the upper bound.
-        done = max(monitor.seen.values()) if monitor.count >= want else polled
+        done = max(monitor.seen.values()) if len(monitor.seen) >= want else polled
         result["sync_s"] = round(done - start, 3)
-        result["sync_from_monitor"] = monitor.count >= want
+        result["sync_from_monitor"] = len(monitor.seen) >= want
         time.sleep(3.0)  # let it settle (upkeep, health, the first gc.freeze())
         pid = proc.popen.pid
         result["rss_kb"] = status(pid)
-        result["agent_cpu_s_at_sync"] = cpu_seconds(pid)
+        result["agent_cpu_s_at_sync"] = round(cpu_seconds(pid), 2)
         profiler = None
         if profile and shutil.which("py-spy", path=str(BIN)):
             out = RESULTS / f"profile-agent-{endpoints}.svg"

@@ -60,9 +60,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from common import summary, write_result
+from common import RouteMonitor, cpu_seconds, summary, write_result
 
-from agent.kernel.netlink import decode_route, iter_messages
 from agent.kernel.netns import in_netns
 from bgp.channel import Conn, connect
 from bgp.commands import GROUP, WINDOW, announce_commands
@@ -81,9 +80,6 @@ ROUTER_AS = 65000
 NODE_AS = 64512
 RTPROT_BIRD = 12
 RTPROT_WREN = 80
-RTM_NEWROUTE = 24
-RTMGRP_IPV4_ROUTE = 0x40
-SO_RCVBUFFORCE = 33
 POLL, POLL_MAX = 0.002, 0.02  # BIRD route-count poll
 WAIT = 300.0  # a sample that takes longer than this failed
 LEARN = ("learn_wren", "learn_bird")
@@ -103,16 +99,6 @@ def prefixes(n: int) -> list[ipaddress.IPv4Network]:
 
 
 # -- processes and the clock ---------------------------------------------------------------------
-def cpu_seconds(pid: int | None) -> float:
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def children(pid: int) -> list[int]:
     out = []
     for entry in Path("/proc").iterdir():
@@ -262,66 +248,13 @@ def start_bird(cluster: LabCluster, name: str, netns: str, config: str) -> tuple
 
 
 # -- the kernel side -------------------------------------------------------------------------------
-class RouteCounter:
-    """Counts distinct IPv4 destinations of one route protocol appearing in a namespace's main
-    table (netlink multicast), with the time of the first and the last."""
-
-    def __init__(self, netns: str, protocol: int) -> None:
-        self.protocol = protocol
-        with in_netns(netns):
-            self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-        self._sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 256 << 20)
-        self._sock.bind((0, RTMGRP_IPV4_ROUTE))
-        self.seen: set[int] = set()
-        self.first: float | None = None
-        self.last: float | None = None
-        self.overflowed = False
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        # Only this thread is favoured, so that on a busy machine the arrival times it records
-        # are close to the kernel's (the measured processes keep their normal priority).
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), -10)
-        buf = bytearray(4 << 20)
-        self._sock.settimeout(0.2)
-        while not self._stop:
-            try:
-                n = self._sock.recv_into(buf)
-            except TimeoutError:
-                continue
-            except OSError:  # ENOBUFS: messages lost; the caller falls back to a dump
-                self.overflowed = True
-                continue
-            now = time.time()
-            for msg in iter_messages(buf, n):
-                if msg.type != RTM_NEWROUTE:
-                    continue
-                route = decode_route(buf, msg.start, msg.end)
-                if route is None or route.protocol != self.protocol:
-                    continue
-                key = int(route.dst.network_address) << 8 | route.dst.prefixlen
-                if key not in self.seen:
-                    self.seen.add(key)
-                    if self.first is None:
-                        self.first = now
-                    self.last = now
-
-    def close(self) -> None:
-        self._stop = True
-        self._thread.join()
-        self._sock.close()
-
-
 def kernel_routes(netns: str, protocol: int) -> set[str]:
     out = subprocess.run(["ip", "-n", netns, "-4", "route", "show", "proto", str(protocol)],
                          capture_output=True, text=True, check=True).stdout
     return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
-def wait_for_kernel(cluster: LabCluster, netns: str, counter: RouteCounter,
+def wait_for_kernel(cluster: LabCluster, netns: str, counter: RouteMonitor,
                     want: set[str], watch: list[str]) -> tuple[float, bool]:
     """Until all `want` are in the kernel; (time of the last one, from the monitor?)."""
     deadline = time.monotonic() + WAIT
@@ -506,7 +439,7 @@ def learn_wren(work: Path, nets: list[ipaddress.IPv4Network],
         pids = {"agent": agent.pid, "wren-bgp": bgp.pid, "exabgp": exabgp,
                 "relay": helper_pid(exabgp) if exabgp else None}
         prof = Profiler(profile, "learn")
-        counter = RouteCounter(node.netns, RTPROT_WREN)
+        counter = RouteMonitor(node.netns, RTPROT_WREN, clock=time.time)
         try:
             prof.attach({"agent": agent.pid, "wren-bgp": bgp.pid})
             cpu = Sampler(pids)
@@ -547,7 +480,7 @@ def learn_bird(work: Path, nets: list[ipaddress.IPv4Network]) -> dict[str, Any]:
                        disabled=False))
         receiver.cmd("show status")
         pids = {"bird": cluster.procs.procs["node-bird"].pid}
-        counter = RouteCounter(node.netns, RTPROT_BIRD)
+        counter = RouteMonitor(node.netns, RTPROT_BIRD, clock=time.time)
         try:
             cpu = Sampler(pids)
             sender.cmd("enable node")
