@@ -8,7 +8,7 @@ import ipaddress
 import secrets
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,10 @@ def two_subnet_topology(prefix: str, nodes: int = 2) -> Topology:
 
 @contextlib.contextmanager
 def agent_cluster(mode: str, tmp: Path, *, nodes: int = 2, bgp: bool = False,
-                  extra: list[dict[str, Any]] | None = None) -> Iterator[LabCluster]:
+                  extra: Sequence[Mapping[str, Any]] | None = None, mesh: bool = True,
+                  agent_env: Mapping[str, str] | None = None) -> Iterator[LabCluster]:
+    """`mesh=False` turns the node-to-node mesh off from the start; `agent_env` adds to the
+    agents' environment (etcd-datastore secrets live there)."""
     topo = two_subnet_topology(f"wt-ag{secrets.token_hex(2)}-", nodes)
     cluster = LabCluster(topo=topo, mode=mode, work=tmp / "lab")
     try:
@@ -36,9 +39,13 @@ def agent_cluster(mode: str, tmp: Path, *, nodes: int = 2, bgp: bool = False,
         cluster.start_etcd()
         if bgp:
             cluster.start_router()
-        cluster.configure([*resources_for(mode, topo), *(extra or [])])
+        docs = resources_for(mode, topo)
+        for doc in docs:
+            if doc["kind"] == "BGPConfiguration" and not mesh:
+                doc["spec"]["nodeToNodeMeshEnabled"] = False
+        cluster.configure([*docs, *(dict(d) for d in extra or ())])
         for node in topo.nodes:
-            start_agent(cluster, node)
+            start_agent(cluster, node, env=agent_env)
             if bgp:
                 cluster.procs.start(f"{node.name}-bgp", node.netns, [str(BIN / "wren-bgp")],
                                     env=cluster.node_env(node))
@@ -50,11 +57,13 @@ def agent_cluster(mode: str, tmp: Path, *, nodes: int = 2, bgp: bool = False,
         cluster.down()
 
 
-def start_agent(cluster: LabCluster, node: LabNode) -> None:
-    env = cluster.node_env(node)
+def start_agent(cluster: LabCluster, node: LabNode,
+                env: Mapping[str, str] | None = None) -> None:
+    node_env = cluster.node_env(node)
     for key in ("WREN_RUN_DIR", "WREN_STATE_DIR"):
-        Path(env[key]).mkdir(parents=True, exist_ok=True)
-    cluster.procs.start(f"{node.name}-agent", node.netns, [str(BIN / "wren-agent")], env=env)
+        Path(node_env[key]).mkdir(parents=True, exist_ok=True)
+    cluster.procs.start(f"{node.name}-agent", node.netns, [str(BIN / "wren-agent")],
+                        env={**node_env, **(env or {})})
 
 
 def wait_for(check: Callable[[], bool], *, timeout: float = 30.0, what: str = "") -> None:

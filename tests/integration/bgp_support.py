@@ -16,51 +16,17 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-import secrets
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.cluster import BIN, LabCluster, resources_for
+from lab.cluster import LabCluster
 from lab.topology import SUBNETS, netns_exec, run
-from tests.integration.agent_support import two_subnet_topology, wait_for
+from tests.integration.agent_support import wait_for
 
-__all__ = ["Bird", "ExternalHost", "GoBGP", "bgp_cluster", "external_host"]
-
-
-# -- a cluster whose resources and agent environment the test chooses --------------------------
-@contextlib.contextmanager
-def bgp_cluster(tmp: Path, *, nodes: int = 3, mesh: bool = True,
-                extra: Sequence[Mapping[str, Any]] = (),
-                agent_env: Mapping[str, str] | None = None) -> Iterator[LabCluster]:
-    """Like `agent_cluster(..., bgp=True)`, plus: the node-to-node mesh on or off from the
-    start, and extra environment for the agents (etcd-datastore secrets live there)."""
-    topo = two_subnet_topology(f"wt-bi{secrets.token_hex(2)}-", nodes)
-    cluster = LabCluster(topo=topo, mode="bgp", work=tmp / "lab")
-    try:
-        topo.create()
-        cluster.start_etcd()
-        cluster.start_router()
-        docs = resources_for("bgp", topo)
-        for doc in docs:
-            if doc["kind"] == "BGPConfiguration":
-                doc["spec"]["nodeToNodeMeshEnabled"] = mesh
-        cluster.configure([*docs, *(dict(d) for d in extra)])
-        for node in topo.nodes:
-            env = cluster.node_env(node)
-            for key in ("WREN_RUN_DIR", "WREN_STATE_DIR"):
-                Path(env[key]).mkdir(parents=True, exist_ok=True)
-            cluster.procs.start(f"{node.name}-agent", node.netns, [str(BIN / "wren-agent")],
-                                env={**env, **(agent_env or {})})
-            cluster.procs.start(f"{node.name}-bgp", node.netns, [str(BIN / "wren-bgp")], env=env)
-        yield cluster
-    finally:
-        for name, proc in cluster.procs.procs.items():
-            if not proc.alive():
-                print(f"--- {name} exited early:\n{proc.tail(40)}")
-        cluster.down()
+__all__ = ["Bird", "ExternalHost", "GoBGP", "external_host"]
 
 
 # -- a host of our own on a lab subnet ----------------------------------------------------------

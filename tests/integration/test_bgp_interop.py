@@ -27,11 +27,10 @@ import pytest
 from bgp.status import SidecarStatus, read_status
 from lab.cluster import NODE_AS, POOL_CIDR, LabCluster
 from lab.topology import LabNode, netns_exec
-from tests.integration.agent_support import routes, wait_for
+from tests.integration.agent_support import agent_cluster, routes, wait_for
 from tests.integration.bgp_support import (
     Bird,
     GoBGP,
-    bgp_cluster,
     external_host,
     kernel_route,
 )
@@ -195,8 +194,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
         peer_doc("md5-bad", "10.0.1.102", MD5_AS, node="n2",
                  password={"secretKeyRef": {"name": "bgp-secrets", "key": "bad"}}),
     ]
-    with bgp_cluster(tmp_path_factory.mktemp("interop"), nodes=3, extra=extra,
-                     agent_env=AGENT_SECRETS) as c:
+    with agent_cluster("bgp", tmp_path_factory.mktemp("interop"), nodes=3, bgp=True,
+                       extra=extra, agent_env=AGENT_SECRETS) as c:
         for node in c.topo.nodes:
             c.add_pod(node, 1)
         yield c
@@ -431,8 +430,8 @@ RR = "10.0.1.100"
 def rr_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
     """nodeToNodeMeshEnabled false; every node peers (iBGP) with BIRD only."""
     extra = [peer_doc("bird-rr", RR, NODE_AS)]
-    with bgp_cluster(tmp_path_factory.mktemp("interop-rr"), nodes=3, mesh=False,
-                     extra=extra) as c:
+    with agent_cluster("bgp", tmp_path_factory.mktemp("interop-rr"), nodes=3, bgp=True,
+                       mesh=False, extra=extra) as c:
         for node in c.topo.nodes:
             c.add_pod(node, 1)
         yield c
