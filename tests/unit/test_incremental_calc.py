@@ -22,7 +22,8 @@ from agent.calc.dataplane_calc import (
 )
 from agent.calc.desired import DesiredDataplane
 from agent.calc.workloads import WorkloadIndex, workload_routes
-from wren.model import IPAMBlock, IPPool, Node, WorkloadEndpoint, parse
+from tests.unit.test_dataplane_calc import block, node, pool
+from wren.model import WorkloadEndpoint, parse
 
 ip = ipaddress.ip_address
 net = ipaddress.ip_network
@@ -38,31 +39,6 @@ def wep(key: str, addrs: list[str], iface: str, mac: str = "") -> WorkloadEndpoi
                  "spec": {"node": "n1", "orchestrator": "k8s", "pod": "p", "endpoint": "eth0",
                           "ipNetworks": addrs, "interfaceName": iface, "mac": mac}})
     assert isinstance(res, WorkloadEndpoint)
-    return res
-
-
-def pool(name: str, cidr: str, **spec: Any) -> IPPool:
-    res = parse({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
-                 "metadata": {"name": name}, "spec": {"cidr": cidr, **spec}})
-    assert isinstance(res, IPPool)
-    return res
-
-
-def node(name: str, addr: str, **spec: Any) -> Node:
-    res = parse({"apiVersion": "projectcalico.org/v3", "kind": "Node", "metadata": {"name": name},
-                 "spec": {"bgp": {"ipv4Address": addr}, **spec}})
-    assert isinstance(res, Node)
-    return res
-
-
-def block(cidr: str, owner: str) -> IPAMBlock:
-    size = net(cidr).num_addresses
-    res = parse({"apiVersion": "projectcalico.org/v3", "kind": "IPAMBlock",
-                 "metadata": {"name": cidr.replace("/", "-").replace(".", "-")},
-                 "spec": {"cidr": cidr, "affinity": f"host:{owner}", "strictAffinity": False,
-                          "allocations": [None] * size, "unallocated": list(range(size)),
-                          "attributes": []}})
-    assert isinstance(res, IPAMBlock)
     return res
 
 
