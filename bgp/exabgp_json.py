@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bgp.intent import IPAddress, IPNetwork
+from wren.prefix import parse_prefix
 
 __all__ = [
     "API_VERSION",
@@ -228,7 +229,7 @@ def _nlris(items: Any, peer: IPAddress) -> list[IPNetwork]:
     for item in items:
         raw = item.get("nlri") if isinstance(item, dict) else item
         try:
-            out.append(ipaddress.ip_network(str(raw)))
+            out.append(parse_prefix(str(raw)))
         except ValueError:
             raise MessageError(f"peer {peer}: bad NLRI {raw!r}") from None
     return out

@@ -11,20 +11,11 @@ from collections.abc import Iterable
 
 from bgp.exabgp_json import Attributes
 from bgp.intent import BGPIntent, FilterRule, IPNetwork, PeerIntent
+from wren.prefix import inside
 
 __all__ = ["Verdict", "export_allowed", "import_verdict", "rule_matches"]
 
 Verdict = str  # "accept" or the reason the path was dropped
-
-
-def inside(prefix: IPNetwork, net: IPNetwork) -> bool:
-    """`prefix.subnet_of(net)` for networks of the same family, False across families. On
-    integers: subnet_of builds two broadcast addresses for every new network, a fifth of the
-    sidecar's time when it learns 10,000 prefixes."""
-    if prefix.version != net.version or prefix.prefixlen < net.prefixlen:
-        return False
-    shift = prefix.max_prefixlen - net.prefixlen
-    return int(prefix.network_address) >> shift == int(net.network_address) >> shift
 
 
 def rule_matches(rule: FilterRule, prefix: IPNetwork) -> bool:

@@ -1,0 +1,51 @@
+"""`parse_prefix` is `ipaddress.ip_network` made fast: the same answers, errors and hashes."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wren.prefix import Prefix4, parse_prefix
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(0, 32))
+def test_parses_every_ipv4_prefix_as_ip_network_does(address: int, length: int) -> None:
+    text = f"{ipaddress.IPv4Address(address)}/{length}"
+    try:
+        expected = ipaddress.ip_network(text)
+    except ValueError:
+        with pytest.raises(ValueError):
+            parse_prefix(text)
+        return
+    got = parse_prefix(text)
+    assert isinstance(got, Prefix4)
+    assert got == expected and hash(got) == hash(expected) and str(got) == str(expected)
+    assert {expected: 1}[got] == 1 and {got: 1}[expected] == 1
+    assert got.prefixlen == expected.prefixlen and not got < expected and not expected < got
+
+
+@pytest.mark.parametrize("text", [
+    "10.0.0.1/24", "10.0.0.0/33", "10.0.0.0/", "10.0.0.0/x", "10.0.0.0/-1", "10.0.0.0/²",
+    "010.0.0.0/8", "10.0.0/24", "10.0.0.0 /24", "nowhere", "", "fd00::1/64", "10.0.0.0/24/1",
+])
+def test_rejects_what_ip_network_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        ipaddress.ip_network(text)
+    with pytest.raises(ValueError):
+        parse_prefix(text)
+
+
+def test_ipv6_and_bare_addresses_and_odd_lengths_come_out_canonical() -> None:
+    assert parse_prefix("fd00:65::/48") == ipaddress.ip_network("fd00:65::/48")
+    assert str(parse_prefix("10.0.0.1")) == "10.0.0.1/32"
+    assert str(parse_prefix("10.0.0.0/008")) == "10.0.0.0/8"
+
+
+def test_networks_derived_from_a_parsed_prefix_work() -> None:
+    prefix = parse_prefix("10.65.1.0/26")
+    assert prefix.supernet() == ipaddress.ip_network("10.65.1.0/25")
+    assert list(prefix.subnets())[1] == ipaddress.ip_network("10.65.1.32/27")
+    assert str(prefix.supernet()) == "10.65.1.0/25"
