@@ -71,6 +71,7 @@ class Rib:
         self._best: dict[IPNetwork, Path] = {}
         self._by_prefix: dict[IPNetwork, set[IPAddress]] = {}
         self.version = 0  # bumps whenever `learned` may have changed
+        self._changed: set[IPNetwork] = set()  # prefixes whose best path changed, for deltas
 
     # -- configuration ---------------------------------------------------------------------
     def set_intent(self, intent: BGPIntent) -> None:
@@ -165,6 +166,14 @@ class Rib:
         """prefix → (next hop, peer) of the best path."""
         return {prefix: (path.next_hop, path.peer) for prefix, path in self._best.items()}
 
+    def take_changes(self) -> dict[IPNetwork, tuple[IPAddress, IPAddress] | None]:
+        """What `learned()` gained, changed (prefix → (next hop, peer)) or lost (→ None) since
+        the last call: the agent is sent this, not the whole set, on every change."""
+        changed, self._changed = self._changed, set()
+        best = self._best
+        return {prefix: (path.next_hop, path.peer) if (path := best.get(prefix)) else None
+                for prefix in changed}
+
     def learned_count(self) -> int:
         """len(learned()) without building it."""
         return len(self._best)
@@ -239,6 +248,7 @@ class Rib:
                     self._by_prefix.pop(prefix, None)
                 if self._best.pop(prefix, None) is not None:
                     self.version += 1
+                    self._changed.add(prefix)
                 continue
             # One path (the usual case) needs no ranking; a path compared with itself is equal.
             best = candidates[0] if len(candidates) == 1 else min(candidates, key=self._rank)
@@ -246,6 +256,9 @@ class Rib:
             if current is not best and current != best:
                 self._best[prefix] = best
                 self.version += 1
+                if current is None or (current.next_hop, current.peer) != (best.next_hop,
+                                                                           best.peer):
+                    self._changed.add(prefix)
 
     def _rank(self, path: Path) -> tuple[object, ...]:
         """Lower is better: local preference, AS path length, eBGP over iBGP, then the

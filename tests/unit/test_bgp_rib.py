@@ -131,6 +131,29 @@ def test_version_changes_only_when_what_is_learned_changes() -> None:
     assert r.version == v1
 
 
+def test_changes_name_what_the_learned_set_gained_changed_and_lost_since_the_last_take() -> None:
+    r, _ = rib()
+    announce(r, A, POOL_BLOCK, OTHER_BLOCK)
+    assert r.take_changes() == {POOL_BLOCK: (A, A), OTHER_BLOCK: (A, A)}
+    assert r.take_changes() == {}
+    announce(r, B, POOL_BLOCK)  # loses to A's path: no change
+    announce(r, A, OTHER_BLOCK, next_hop=ip("10.0.0.20"))
+    r.on_update(A, [], [POOL_BLOCK], Attributes())  # B's path takes over
+    assert r.take_changes() == {OTHER_BLOCK: (ip("10.0.0.20"), A), POOL_BLOCK: (B, B)}
+    r.drop_peer(A)
+    assert r.take_changes() == {OTHER_BLOCK: None}
+    # applying every take to a copy keeps it equal to learned()
+    copy = r.learned()
+    announce(r, C, net("10.65.3.0/26"), net("10.65.4.0/26"))
+    r.on_update(C, [], [net("10.65.4.0/26")], Attributes())
+    for prefix, best in r.take_changes().items():
+        if best is None:
+            copy.pop(prefix, None)
+        else:
+            copy[prefix] = best
+    assert copy == r.learned()
+
+
 # -- best path ----------------------------------------------------------------------------------
 def test_best_path_prefers_the_higher_local_preference() -> None:
     r, _ = rib()

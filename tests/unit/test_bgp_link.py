@@ -1,0 +1,141 @@
+"""The agent's end of the BGP channel: the sidecar's full set and deltas become the routes the
+agent programs; a bad message changes nothing.
+
+Messages come from the sidecar's own encoders fed by a real `Rib`, so the two ends are held
+to one format; no socket, no thread.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.agent import LearnedRoutes
+from agent.bgp_link import BGPChannelLink
+from bgp.exabgp_json import Attributes
+from bgp.intent import BGPIntent, IPAddress, IPNetwork, PeerIntent
+from bgp.sidecar import Sidecar, SidecarConfig
+
+ip = ipaddress.ip_address
+net = ipaddress.ip_network
+A, B = ip("10.0.0.2"), ip("10.0.0.3")
+
+
+def peer(address: IPAddress) -> PeerIntent:
+    return PeerIntent(address=address, peer_as=64512, local_as=64512,
+                      type="node-to-node mesh", is_node=True)
+
+
+INTENT = BGPIntent(node="me", router_id=ipaddress.IPv4Address("10.0.0.1"), local_as=64512,
+                   address=ip("10.0.0.1"), peers=(peer(A), peer(B)),
+                   accept=(net("10.65.0.0/16"), net("fd00:65::/48")))
+
+
+class Ends:
+    """A sidecar (its RIB and encoders) and an agent link, joined by hand."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.sidecar = Sidecar(SidecarConfig(node_name="me", run_dir=tmp, exabgp="exabgp"))
+        self.sidecar.intent = INTENT
+        self.sidecar.rib.set_intent(INTENT)
+        self.posted: list[LearnedRoutes] = []
+        self.link = BGPChannelLink(node_name="me", socket_path=tmp / "bgp.sock",
+                                   post=self.posted.append)  # type: ignore[arg-type]
+
+    def announce(self, source: IPAddress, *prefixes: str, hop: str | None = None) -> None:
+        self.sidecar.rib.on_update(source, [(net(p), ip(hop) if hop else source)
+                                            for p in prefixes], [], Attributes())
+
+    def withdraw(self, source: IPAddress, *prefixes: str) -> None:
+        self.sidecar.rib.on_update(source, [], [net(p) for p in prefixes], Attributes())
+
+    def send_full(self) -> None:
+        self.link._on_line(json.dumps(self.sidecar._routes_message()))
+
+    def send_delta(self) -> None:
+        self.link._on_line(json.dumps(self.sidecar._delta_message(
+            self.sidecar.rib.take_changes(), complete=False)))
+
+    def agent_holds(self) -> dict[IPNetwork, IPAddress]:
+        return dict(self.posted[-1].routes)
+
+    def sidecar_holds(self) -> dict[IPNetwork, IPAddress]:
+        return {p: hop for p, (hop, _) in self.sidecar.rib.learned().items()}
+
+
+@pytest.fixture
+def ends(tmp_path: Path) -> Ends:
+    return Ends(tmp_path)
+
+
+def test_deltas_after_the_full_set_keep_the_agent_equal_to_the_sidecar(ends: Ends) -> None:
+    ends.announce(A, "10.65.1.0/26", "10.65.2.0/26")
+    ends.send_full()
+    ends.sidecar.rib.take_changes()  # the full set already carried these
+    assert ends.agent_holds() == ends.sidecar_holds() == {
+        net("10.65.1.0/26"): A, net("10.65.2.0/26"): A}
+    ends.announce(B, "10.65.3.0/26")
+    ends.announce(B, "fd00:65:0:1::/64", hop="fd00::3")
+    ends.announce(A, "10.65.2.0/26", hop="10.0.0.20")
+    ends.withdraw(A, "10.65.1.0/26")
+    ends.send_delta()
+    assert ends.agent_holds() == ends.sidecar_holds() == {
+        net("10.65.2.0/26"): ip("10.0.0.20"), net("10.65.3.0/26"): B,
+        net("fd00:65:0:1::/64"): ip("fd00::3")}
+
+
+def test_a_delta_applied_twice_changes_nothing_more(ends: Ends) -> None:
+    ends.send_full()
+    ends.announce(A, "10.65.1.0/26", "10.65.2.0/26")
+    ends.withdraw(A, "10.65.2.0/26")
+    line = json.dumps(ends.sidecar._delta_message(ends.sidecar.rib.take_changes(),
+                                                  complete=False))
+    ends.link._on_line(line)
+    ends.link._on_line(line)
+    assert ends.agent_holds() == ends.sidecar_holds() == {net("10.65.1.0/26"): A}
+
+
+def test_a_new_full_set_replaces_everything_held(ends: Ends) -> None:
+    ends.announce(A, "10.65.1.0/26")
+    ends.send_full()
+    ends.link._on_line(json.dumps({"type": "routes", "routes": [["10.65.9.0/26", "10.0.0.3",
+                                                                 "10.0.0.3"]]}))
+    assert ends.agent_holds() == {net("10.65.9.0/26"): B}
+
+
+GONE = ["10.65.1.0/26"]  # each bad message also withdraws this: applying it half would show
+
+
+@pytest.mark.parametrize("bad", [
+    {"routes": [["10.65.5.1/26", "10.0.0.2", "10.0.0.2"]], "withdrawn": GONE},  # host bits
+    {"routes": [["10.65.5.0/", "10.0.0.2", "10.0.0.2"]], "withdrawn": GONE},  # no length
+    {"routes": [["10.65.5.0/26", "nowhere", "10.0.0.2"]], "withdrawn": GONE},
+    {"routes": [[7, "10.0.0.2", "10.0.0.2"]], "withdrawn": GONE},
+    {"routes": [["10.65.5.0/26"]], "withdrawn": GONE},
+    {"routes": [], "withdrawn": [*GONE, "10.65.1.0/99"]},
+    {"routes": [], "withdrawn": GONE[0]},  # not a list
+])
+def test_a_bad_message_is_skipped_whole_and_changes_nothing(ends: Ends, bad: dict[str, object],
+                                                            ) -> None:
+    ends.announce(A, "10.65.1.0/26")
+    ends.send_full()
+    before = len(ends.posted)
+    ends.link._on_line(json.dumps({"type": "routes", "delta": True, **bad}))
+    ends.link._on_line(json.dumps({"type": "surprise"}))
+    assert len(ends.posted) == before
+    ends.send_delta()
+    assert ends.agent_holds() == {net("10.65.1.0/26"): A}
+
+
+def test_unchanged_routes_keep_the_same_next_hop_object(ends: Ends) -> None:
+    """The calc compares learned routes by identity: a delta must not renew the others."""
+    ends.announce(A, "10.65.1.0/26")
+    ends.send_full()
+    first = ends.agent_holds()[net("10.65.1.0/26")]
+    ends.announce(A, "10.65.2.0/26")
+    ends.send_delta()
+    assert ends.agent_holds()[net("10.65.1.0/26")] is first
+    assert ends.agent_holds()[net("10.65.2.0/26")] is first  # the same hop text, parsed once
