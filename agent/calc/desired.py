@@ -7,8 +7,9 @@ so that a manager, a test or `wrenctl` can read the desired state without import
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 __all__ = [
     "VTEP",
@@ -20,6 +21,7 @@ __all__ = [
     "VXLANDevice",
     "WorkloadDelta",
     "WorkloadRoute",
+    "changed_keys",
 ]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -83,10 +85,12 @@ class NatPoolSpec:
 @dataclass(frozen=True, slots=True)
 class WorkloadDelta:
     """Where a desired state's workload routes may differ from an earlier state's: nowhere but
-    at `dsts` (a superset of the real changes). `since` is the earlier state's `token`."""
+    at `dsts` (a superset of the real changes). `since` is the earlier state's `token`. The
+    same for block routes in `blocks`, when known (None: compare the two states)."""
 
     since: object
     dsts: frozenset[IPNetwork]
+    blocks: frozenset[IPNetwork] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,3 +111,21 @@ class DesiredDataplane:
     # them by comparing the two states was ~90% of the work of a pod event).
     token: object = field(default_factory=object, compare=False, repr=False)
     delta: WorkloadDelta | None = field(default=None, compare=False, repr=False)
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+_MISSING = object()
+
+
+def changed_keys(old: Mapping[K, V], new: Mapping[K, V]) -> list[K]:
+    """The keys added, removed, or holding another object in `new` than in `old`: parts of a
+    desired state that did not change are the very same objects (see `agent.dataplane._diff`)."""
+    if old is new:
+        return []
+    get = old.get
+    changed = [k for k, v in new.items() if get(k, _MISSING) is not v]
+    added = sum(1 for k in changed if k not in old)
+    if len(new) - added < len(old):  # some of old's keys are gone
+        changed += [k for k in old if k not in new]
+    return changed

@@ -17,27 +17,16 @@ in the table, never a missed one.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import TypeVar
 
-from agent.calc.desired import DesiredDataplane, IPNetwork, WorkloadRoute
+from agent.calc.desired import (
+    BlockRoute,
+    DesiredDataplane,
+    IPNetwork,
+    WorkloadRoute,
+    changed_keys,
+)
 
-__all__ = ["changed_keys", "workload_changes"]
-
-K = TypeVar("K")
-V = TypeVar("V")
-_MISSING = object()
-
-
-def changed_keys(old: Mapping[K, V], new: Mapping[K, V]) -> list[K]:
-    """The keys added, removed, or holding another object in `new` than in `old`."""
-    if old is new:
-        return []
-    get = old.get
-    changed = [k for k, v in new.items() if get(k, _MISSING) is not v]
-    added = sum(1 for k in changed if k not in old)
-    if len(new) - added < len(old):  # some of old's keys are gone
-        changed += [k for k in old if k not in new]
-    return changed
+__all__ = ["block_changes", "changed_keys", "workload_changes"]
 
 
 def workload_changes(rendered_token: object | None,
@@ -49,3 +38,13 @@ def workload_changes(rendered_token: object | None,
     if delta is not None and rendered_token is not None and delta.since is rendered_token:
         return delta.dsts
     return changed_keys(rendered, desired.workload_routes)
+
+
+def block_changes(rendered_token: object | None, rendered: Mapping[IPNetwork, BlockRoute],
+                  desired: DesiredDataplane) -> Collection[IPNetwork]:
+    """The same for block routes: a burst of learned routes changes a few hundred of 10,000."""
+    delta = desired.delta
+    if (delta is not None and delta.blocks is not None and rendered_token is not None
+            and delta.since is rendered_token):
+        return delta.blocks
+    return changed_keys(rendered, desired.block_routes)

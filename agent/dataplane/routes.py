@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from agent.calc.desired import BlockRoute, DesiredDataplane, IPNetwork, WorkloadRoute
-from agent.dataplane._diff import changed_keys, workload_changes
+from agent.dataplane._diff import block_changes, workload_changes
 from agent.kernel.route_table import Route, RouteTable
 from wren.log import get_logger
 
@@ -61,22 +61,22 @@ class RouteManager:
         if desired is None:
             return
         touched = workload_changes(self._token, self._workloads, desired)
-        blocks = changed_keys(self._blocks, desired.block_routes)
+        blocks = block_changes(self._token, self._blocks, desired)
         self._workloads, self._blocks = desired.workload_routes, desired.block_routes
         self._token = desired.token
-        for b in blocks:
-            block = self._blocks.get(b)
-            if block is not None and block_route(block) is None:
-                _log.warning("block route without a usable next hop", dst=str(block.dst),
-                             kind=block.kind)
-        for dst in (*touched, *blocks):
+        for dst in touched:
             self._render(dst)
+        for dst in blocks:
+            self._render(dst, changed_block=True)
 
-    def _render(self, dst: IPNetwork) -> None:
+    def _render(self, dst: IPNetwork, *, changed_block: bool = False) -> None:
         route: Route | None = None
         block = self._blocks.get(dst)
         if block is not None:
             route = block_route(block)
+            if route is None and changed_block:
+                _log.warning("block route without a usable next hop", dst=str(block.dst),
+                             kind=block.kind)
         if route is None:
             workload = self._workloads.get(dst)
             if workload is not None:

@@ -134,6 +134,9 @@ LEARNED = [
     {},
     {net("10.65.1.0/26"): ip("10.0.1.12"), net("10.65.2.0/26"): ip("10.0.2.11")},
     {net("10.65.0.1/32"): ip("10.0.1.12"), net("192.168.0.0/24"): ip("10.0.1.1")},
+    # the same prefix by another next hop; a prefix covering n1's subnet (a warning)
+    {net("10.65.1.0/26"): ip("10.0.2.11"), net("10.0.0.0/16"): ip("10.0.1.1"),
+     net("10.65.2.0/26"): ip("10.0.2.11")},
 ]
 FELIX = [FelixSettings(), FelixSettings(vxlan_mtu=1400, veth_mtu=1300)]
 HOSTS = [HostFacts(parent_iface="eth0", host_mtu=1500),
@@ -171,6 +174,10 @@ def test_desired_calc_equals_compute_desired(steps: list[Any]) -> None:
             old, new = previous.workload_routes, desired.workload_routes
             assert {d for d in old.keys() | new.keys()
                     if old.get(d) is not new.get(d)} <= desired.delta.dsts
+            if desired.delta.blocks is not None:  # the same for block routes, when known
+                old_b, new_b = previous.block_routes, desired.block_routes
+                assert {d for d in old_b.keys() | new_b.keys()
+                        if old_b.get(d) is not new_b.get(d)} <= desired.delta.blocks
         previous = desired
 
 
@@ -193,3 +200,25 @@ def test_an_endpoint_event_reuses_the_block_routes_and_other_routes() -> None:
     assert third == compute_desired(CalcInput(node_name="n1", pools=POOLS[1], nodes=NODES[0],
                                               blocks=BLOCKS[0], endpoints=endpoints,
                                               host=HOSTS[0]))
+
+
+def test_a_learned_route_change_redecides_only_that_prefix() -> None:
+    calc = DesiredCalc()
+    learned = {net("10.65.1.0/26"): ip("10.0.1.12"), net("10.65.2.0/26"): ip("10.0.1.13")}
+    inp = CalcInput(node_name="n1", pools=POOLS[2], nodes=NODES[1], blocks=BLOCKS[0],
+                    learned=learned, host=HOSTS[0])
+    first = calc.compute(inp)
+    learned = {**learned, net("10.65.2.0/26"): ip("10.0.1.14"),
+               net("10.65.3.0/26"): ip("10.0.1.15")}
+    inp = CalcInput(node_name="n1", pools=POOLS[2], nodes=NODES[1], blocks=BLOCKS[0],
+                    learned=learned, host=HOSTS[0])
+    second = calc.compute(inp)
+    assert second == compute_desired(inp)
+    assert second.block_routes is not first.block_routes  # the managers still hold the first
+    kept = net("10.65.1.0/26")
+    assert second.block_routes[kept] is first.block_routes[kept]
+    assert second.block_routes[net("10.65.2.0/26")].gateway == ip("10.0.1.14")
+    assert first.block_routes[net("10.65.2.0/26")].gateway == ip("10.0.1.13")
+    assert net("10.65.3.0/26") not in first.block_routes
+    assert second.delta is not None
+    assert second.delta.blocks == {net("10.65.2.0/26"), net("10.65.3.0/26")}
