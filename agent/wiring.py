@@ -136,7 +136,8 @@ def build_agent(cfg: AgentConfig, backend: Backend, *,
         stop_bgp = getattr(agent_bgp, "stop", None)
         if callable(stop_bgp):
             closers.append(stop_bgp)
-    listener = KernelEventListener(agent.events)  # type: ignore[arg-type]
+    listener = KernelEventListener(agent.events,  # type: ignore[arg-type]
+                                   own_ports=frozenset({netlink.portid}))
     closers.append(listener.stop)
     health_server = HealthServer(health, host=cfg.health_host, port=cfg.health_port)
     closers.append(health_server.stop)

@@ -269,6 +269,7 @@ class NetlinkMessage(NamedTuple):
     seq: int
     start: int  # offset of the payload (after the nlmsghdr)
     end: int
+    pid: int = 0  # in a notification: the port of the socket whose request caused it
 
 
 class NetlinkDumpError(TemporaryError):
@@ -445,10 +446,10 @@ def iter_messages(data: bytes | bytearray | memoryview, length: int) -> Iterator
     """Split a receive buffer into messages; stops at a truncated tail."""
     pos = 0
     while pos + _HDR_LEN <= length:
-        mlen, mtype, mflags, mseq, _pid = _NLMSGHDR.unpack_from(data, pos)
+        mlen, mtype, mflags, mseq, pid = _NLMSGHDR.unpack_from(data, pos)
         if mlen < _HDR_LEN or pos + mlen > length:
             return
-        yield NetlinkMessage(mtype, mflags, mseq, pos + _HDR_LEN, pos + mlen)
+        yield NetlinkMessage(mtype, mflags, mseq, pos + _HDR_LEN, pos + mlen, pid)
         pos += (mlen + 3) & ~3
 
 
@@ -592,6 +593,12 @@ class RouteSocket:
 
     def close(self) -> None:
         self._sock.close()
+
+    @property
+    def portid(self) -> int:
+        """This socket's netlink port: the kernel's notifications of our own writes carry it."""
+        port: int = self._sock.getsockname()[0]
+        return port
 
     def _next_seq(self, count: int = 1) -> int:
         seq = self._seq

@@ -216,3 +216,39 @@ def test_netlink_events_repair_a_deleted_route_and_resolve_a_new_interface(netns
     finally:
         listener.stop()
         sock.close()
+
+
+def test_the_listener_drops_the_echoes_of_our_own_writes_but_not_other_changes(
+        netns: str) -> None:
+    add_veths(netns, 1)
+    events: queue.Queue[KernelEvent] = queue.Queue()
+    sock = open_socket(netns)
+    with in_netns(netns):
+        listener = KernelEventListener(events, own_ports=frozenset({sock.portid}))
+    listener.start()
+    try:
+        rt = RouteTable(sock)
+        for i in range(1, 51):
+            rt.set_route(Route.workload(NET(f"10.16.0.{i}/32"), "cali0000"))
+        assert rt.apply().updated == 50
+        ip(netns, "route", "del", "10.16.0.7/32")  # somebody else's change
+        deadline = time.monotonic() + 10
+        seen: list[RouteEvent] = []
+        while not seen and time.monotonic() < deadline:
+            try:
+                event = events.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if isinstance(event, RouteEvent):
+                seen.append(event)
+        time.sleep(0.2)  # anything else in flight arrives too
+        while not events.empty():
+            event = events.get_nowait()
+            if isinstance(event, RouteEvent):
+                seen.append(event)
+        assert [(str(e.route.dst), e.deleted) for e in seen] == [("10.16.0.7/32", True)]
+        rt.on_route(seen[0].route, deleted=True)
+        assert rt.apply().updated == 1  # and the table repairs it
+    finally:
+        listener.stop()
+        sock.close()
