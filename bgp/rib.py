@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from bgp.exabgp_json import Attributes
 from bgp.intent import BGPIntent, IPAddress, IPNetwork, PeerIntent
-from bgp.policy import export_allowed, import_verdict
+from bgp.policy import Verdict, attributes_problem, export_allowed, prefix_verdict
 
 __all__ = ["OutRoute", "Path", "PeerCounters", "Rib"]
 
@@ -141,7 +141,7 @@ class Rib:
             del paths[prefix]
             self.accepted.get(peer, {}).pop(prefix, None)
             self.rejected.get(peer, {}).pop(prefix, None)  # else counted as dropped forever
-        self._rebuild_best(set(self._by_prefix))
+        self._rebuild_best(gone)  # only the swept paths can change a best path
 
     def expire(self) -> bool:
         """Sweep peers whose restart time ran out; True if any was swept."""
@@ -221,40 +221,57 @@ class Rib:
 
     # -- internals -------------------------------------------------------------------------
     def _judge(self, peer: IPAddress, paths: Iterable[Path]) -> None:
+        intent = self.intent
         intent_peer = self._peers.get(peer)
         accepted = self.accepted.setdefault(peer, {})
         rejected = self.rejected.setdefault(peer, {})
+        by_prefix = self._by_prefix
+        problems: dict[int, tuple[Attributes, Verdict | None]] = {}  # by id of the attributes
         for path in paths:
-            verdict = ("peer not configured" if intent_peer is None else
-                       import_verdict(self.intent, intent_peer, path.prefix, path.attributes))
-            if verdict == "accept":
-                accepted[path.prefix] = path
-                rejected.pop(path.prefix, None)
+            prefix = path.prefix
+            if intent_peer is None:
+                verdict = "peer not configured"
             else:
-                accepted.pop(path.prefix, None)
-                rejected[path.prefix] = verdict
-            self._by_prefix.setdefault(path.prefix, set()).add(peer)
+                known = problems.get(id(path.attributes))
+                if known is None:
+                    known = problems[id(path.attributes)] = (
+                        path.attributes,
+                        attributes_problem(intent, intent_peer, path.attributes))
+                verdict = prefix_verdict(intent, intent_peer, prefix, known[1])
+            if verdict == "accept":
+                accepted[prefix] = path
+                rejected.pop(prefix, None)
+            else:
+                accepted.pop(prefix, None)
+                rejected[prefix] = verdict
+            holders = by_prefix.get(prefix)
+            if holders is None:
+                by_prefix[prefix] = {peer}
+            else:
+                holders.add(peer)
 
-    def _rebuild_best(self, prefixes: set[IPNetwork]) -> None:
+    def _rebuild_best(self, prefixes: Iterable[IPNetwork]) -> None:
+        by_prefix, accepted, best_paths = self._by_prefix, self.accepted, self._best
+        nothing: dict[IPNetwork, Path] = {}
         for prefix in prefixes:
-            candidates = [path for p in self._by_prefix.get(prefix, ())
-                          if (path := self.accepted.get(p, {}).get(prefix)) is not None]
+            holders = by_prefix.get(prefix, ())
+            candidates = [path for p in holders
+                          if (path := accepted.get(p, nothing).get(prefix)) is not None]
             if not candidates:
-                holders = {p for p in self._by_prefix.get(prefix, ())
-                           if prefix in self.adj_in.get(p, {})}
-                if holders:
-                    self._by_prefix[prefix] = holders
+                still = {p for p in holders if prefix in self.adj_in.get(p, nothing)}
+                if still:
+                    by_prefix[prefix] = still
                 else:
-                    self._by_prefix.pop(prefix, None)
-                if self._best.pop(prefix, None) is not None:
+                    by_prefix.pop(prefix, None)
+                if best_paths.pop(prefix, None) is not None:
                     self.version += 1
                     self._changed.add(prefix)
                 continue
             # One path (the usual case) needs no ranking; a path compared with itself is equal.
             best = candidates[0] if len(candidates) == 1 else min(candidates, key=self._rank)
-            current = self._best.get(prefix)
+            current = best_paths.get(prefix)
             if current is not best and current != best:
-                self._best[prefix] = best
+                best_paths[prefix] = best
                 self.version += 1
                 if current is None or (current.next_hop, current.peer) != (best.next_hop,
                                                                            best.peer):
