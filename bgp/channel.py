@@ -5,7 +5,9 @@ The socket lives in the node's run directory (per node, so lab nodes never colli
 
     agent → sidecar   {"type": "intent", "intent": {...}}          (whole intent, on change)
     sidecar → agent   {"type": "routes", "routes": [[prefix, next_hop, peer], ...],
-                       "complete": bool}                             (whole set, on change)
+                       "complete": bool}                             (whole set, on connect)
+                      {"type": "routes", "delta": true, "routes": [...],
+                       "withdrawn": [prefix, ...], "complete": bool} (what changed, after that)
 """
 
 from __future__ import annotations
@@ -41,8 +43,10 @@ class Conn:
         self.send_lines([json.dumps(message, separators=(",", ":"))])
 
     def lines(self) -> Iterator[str]:
-        """Lines until the other side closes (or this side does)."""
-        buf = b""
+        """Lines until the other side closes (or this side does). Linear in the bytes read:
+        an ExaBGP UPDATE line of ~40 KB arrives in pieces, and gluing each piece to the whole
+        buffer with `bytes +=` copied it over and over."""
+        pending = bytearray()
         while True:
             try:
                 chunk = self.sock.recv(1 << 20)
@@ -50,14 +54,19 @@ class Conn:
                 return
             if not chunk:
                 return
-            buf += chunk
-            if b"\n" not in chunk:
-                if len(buf) > MAX_LINE:
+            end = chunk.rfind(b"\n")
+            if end < 0:
+                pending += chunk
+                if len(pending) > MAX_LINE:
                     return
                 continue
-            *complete, buf = buf.split(b"\n")
+            pending += memoryview(chunk)[:end]
+            complete = pending.split(b"\n")
+            pending = bytearray(memoryview(chunk)[end + 1:])
             for raw in complete:
                 yield raw.decode(errors="replace")
+            if len(pending) > MAX_LINE:
+                return
 
     def close(self) -> None:
         if self._closed:
