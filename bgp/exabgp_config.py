@@ -88,6 +88,10 @@ def render_env(intent: BGPIntent | None, *, run_dir: str) -> dict[str, str]:
         "exabgp_daemon_daemonize": "false",
         "exabgp_api_cli": "false",
         "exabgp_api_ack": "true",
+        # NLRIs as plain strings ("10.65.1.0/26"), not {"nlri": ...} objects: less JSON to
+        # write for ExaBGP and to read for us when 10,000 prefixes arrive (add-path NLRIs
+        # keep the object form; exabgp_json reads both).
+        "exabgp_api_compact": "true",
         "exabgp_api_respawn": "true",
         "exabgp_log_destination": "stderr",
         "exabgp_log_level": "INFO",

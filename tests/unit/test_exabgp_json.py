@@ -211,6 +211,16 @@ def test_withdraw_gives_prefix_without_announcements() -> None:
     assert event.announced == ()
 
 
+def test_compact_nlris_read_like_the_object_form() -> None:
+    """`exabgp_api_compact` (which wren-bgp sets) writes plain strings for unicast NLRIs."""
+    compact = ANNOUNCE_FROM_BIRD.replace('{ "nlri": "10.200.2.0/26" }', '"10.200.2.0/26"')
+    assert compact != ANNOUNCE_FROM_BIRD
+    assert parse_line(compact) == parse_line(ANNOUNCE_FROM_BIRD)
+    compact = WITHDRAW_FROM_BIRD.replace('{ "nlri": "10.200.2.0/26" }', '"10.200.2.0/26"')
+    assert compact != WITHDRAW_FROM_BIRD
+    assert parse_line(compact) == parse_line(WITHDRAW_FROM_BIRD)
+
+
 def test_end_of_rib_update_is_parsed_as_eor_not_as_route() -> None:
     assert parse_line(END_OF_RIB) == EndOfRib(peer=PEER_2, family="ipv4 unicast")
 
