@@ -28,7 +28,7 @@ import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from agent.calc.desired import (
     VTEP,
@@ -138,6 +138,7 @@ class _LearnedRoutes:
         self._local_blocks = [r.dst for r in base.block_routes.values() if r.kind == "blackhole"]
         self._block_routes = dict(base.block_routes)
         self._warnings: dict[IPNetwork, str] = {}
+        self._by_hop: dict[tuple[int, IPAddress], _Via] = {}  # pools live as long as this
 
     def update(self, learned: Mapping[IPNetwork, IPAddress],
                prefixes: Iterable[IPNetwork]) -> None:
@@ -171,24 +172,40 @@ class _LearnedRoutes:
             return None, None
         pool = _pool_for(self._pools, prefix)
         my_net = self._my_net
-        if pool is not None and pool.spec.vxlan_mode != "Never":
-            return None, None  # VXLAN blocks are routed from the datastore
         if pool is None and my_net is not None and prefix.version == my_net.version \
                 and prefix.overlaps(my_net):
             return None, (f"route {prefix}: learned over BGP but covers this node's subnet "
                           f"{my_net}; not programmed (it would shadow the host's own route)")
+        # The rest depends on the pool and the next hop only, and thousands of prefixes
+        # share both: decided once per pair.
+        key = (id(pool), next_hop)
+        how = self._by_hop.get(key)
+        if how is None:
+            how = self._by_hop[key] = self._via(pool, next_hop)
+        kind, gateway, device, problem = how
+        if kind is None:
+            return None, None if problem is None else f"route {prefix}: {problem}"
+        return BlockRoute(dst=prefix, kind=kind, gateway=gateway, device=device), None
+
+    def _via(self, pool: IPPool | None, next_hop: IPAddress) -> _Via:
+        my_net = self._my_net
+        if pool is not None and pool.spec.vxlan_mode != "Never":
+            return None, None, None, None  # VXLAN blocks are routed from the datastore
         if pool is not None and _needs_encap(pool.spec.ipip_mode, my_net, next_hop) \
                 and next_hop.version == 4:
-            return BlockRoute(dst=prefix, kind="ipip", gateway=next_hop, device=IPIP_DEVICE), None
+            return "ipip", next_hop, IPIP_DEVICE, None
         gateway: IPAddress | None = next_hop
         if my_net is not None and next_hop.version == my_net.version and next_hop not in my_net:
             # Not on our link: go where the kernel sends traffic for the next hop (recursive).
             gateway = self._host.gateways.get(next_hop)
             if gateway is None:
-                return None, (f"route {prefix}: next hop {next_hop} is not in our subnet and "
-                              "the host has no route to it; no route")
-        return BlockRoute(dst=prefix, kind="direct", gateway=gateway,
-                          device=self._host.parent_iface), None
+                return None, None, None, (f"next hop {next_hop} is not in our subnet and the "
+                                          "host has no route to it; no route")
+        return "direct", gateway, self._host.parent_iface, None
+
+
+# How a learned prefix is routed, by pool and next hop: (kind, gateway, device, problem).
+_Via = tuple[Literal["direct", "ipip"] | None, IPAddress | None, str | None, str | None]
 
 
 @dataclass(frozen=True, slots=True)
