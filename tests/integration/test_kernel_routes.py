@@ -252,3 +252,35 @@ def test_the_listener_drops_the_echoes_of_our_own_writes_but_not_other_changes(
     finally:
         listener.stop()
         sock.close()
+
+
+def test_the_socket_filter_keeps_our_own_route_echoes_out_of_the_kernel_queue(
+        netns: str) -> None:
+    """The filter itself (not the Python check behind it): a plain socket with it attached
+    receives somebody else's route but none of the 50 we wrote."""
+    import socket as socket_mod
+
+    from agent.kernel.events import RTMGRP_IPV4_ROUTE, _drop_from_ports
+    from agent.kernel.netlink import NETLINK_ROUTE, RTM_NEWROUTE, decode_route, iter_messages
+
+    add_veths(netns, 1)
+    sock = open_socket(netns)
+    with in_netns(netns):
+        raw = socket_mod.socket(socket_mod.AF_NETLINK, socket_mod.SOCK_RAW, NETLINK_ROUTE)
+    try:
+        raw.bind((0, RTMGRP_IPV4_ROUTE))
+        _drop_from_ports(raw, frozenset({sock.portid, 4242}))
+        rt = RouteTable(sock)
+        for i in range(1, 51):
+            rt.set_route(Route.workload(NET(f"10.16.0.{i}/32"), "cali0000"))
+        assert rt.apply().updated == 50
+        ip(netns, "route", "add", "10.17.0.1/32", "dev", "cali0000")
+        raw.settimeout(5)
+        buf = bytearray(1 << 16)
+        n = raw.recv_into(buf)
+        got = [str(route.dst) for msg in iter_messages(buf, n) if msg.type == RTM_NEWROUTE
+               if (route := decode_route(buf, msg.start, msg.end)) is not None]
+        assert got == ["10.17.0.1/32"]
+    finally:
+        raw.close()
+        sock.close()
