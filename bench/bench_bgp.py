@@ -413,6 +413,15 @@ def helper_pid(exabgp: int) -> int | None:
     return kids[0] if kids else None
 
 
+def shares(counter: RouteMonitor, established: float) -> dict[str, float]:
+    """When 10%, 50% and 90% of the routes had landed: where in the burst the time goes."""
+    times = sorted(counter.seen.values())
+    if not times:
+        return {}
+    return {f"{q}%": times[min(len(times) - 1, len(times) * q // 100)] - established
+            for q in (10, 50, 90)}
+
+
 def learn_wren(work: Path, nets: list[ipaddress.IPv4Network],
                profile: Path | None = None) -> dict[str, Any]:
     want = {str(n) for n in nets}
@@ -456,6 +465,7 @@ def learn_wren(work: Path, nets: list[ipaddress.IPv4Network],
         sender.close()
         return {"seconds": last - established, "from_monitor": exact,
                 "first_route_s": (counter.first or last) - established,
+                "share_s": shares(counter, established),
                 "sidecar_peer_up_s": None if peer_up is None else peer_up - established,
                 "monitor_overflowed": counter.overflowed, "cpu_s": cpu_used,
                 "routes": len(want),
@@ -494,6 +504,7 @@ def learn_bird(work: Path, nets: list[ipaddress.IPv4Network]) -> dict[str, Any]:
         receiver.close()
         return {"seconds": last - established, "from_monitor": exact,
                 "first_route_s": (counter.first or last) - established,
+                "share_s": shares(counter, established),
                 "monitor_overflowed": counter.overflowed, "cpu_s": cpu_used,
                 "routes": len(want)}
 
@@ -720,6 +731,10 @@ def summarize(runs: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
         firsts = [r[name]["first_route_s"] for r in runs if "first_route_s" in r.get(name, {})]
         if firsts:
             out[f"{name}_first_route"] = summary(firsts)
+        for q in ("10%", "50%", "90%"):
+            at = [r[name]["share_s"][q] for r in runs if q in r.get(name, {}).get("share_s", {})]
+            if at:
+                out[f"{name}_{q[:-1]}pct"] = summary(at)
         cpu: dict[str, list[float]] = {}
         for r in runs:
             for proc, value in r.get(name, {}).get("cpu_s", {}).items():
