@@ -17,6 +17,7 @@ from agent.bgp_link import BGPChannelLink, make_bgp_link
 from agent.config import AgentConfig, ConfigError
 from agent.wiring import build_agent, start_background
 from wren.datastore.connect import backend_from_env
+from wren.gc_tuning import tune_for_bursts
 from wren.log import configure_logging, get_logger
 
 __all__ = ["main"]
@@ -24,6 +25,7 @@ __all__ = ["main"]
 
 def main() -> int:
     configure_logging()
+    tune_for_bursts()
     log = get_logger("wren-agent")
     try:
         cfg = AgentConfig.from_env()

@@ -52,6 +52,7 @@ from bgp.intent import BGPIntent, IntentError, IPAddress, IPNetwork, PeerIntent
 from bgp.probe import probe
 from bgp.rib import OutRoute, Rib
 from bgp.status import PeerStatus, SidecarStatus, write_status
+from wren.gc_tuning import tune_for_bursts
 from wren.log import configure_logging, get_logger
 from wren.paths import node_run_dir
 
@@ -607,6 +608,7 @@ def main(argv: list[str] | None = None) -> int:
         print(message, file=sys.stderr if code else sys.stdout)
         return code
     configure_logging()
+    tune_for_bursts()
     stop = threading.Event()
     sidecar = Sidecar(cfg)
     pid_file = cfg.run_dir / "wren-bgp.pid"
