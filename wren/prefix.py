@@ -6,6 +6,11 @@ hashes were a third of the sidecar's time when it learned 10,000 prefixes, and p
 octet by octet another tenth. `parse_prefix` reads an IPv4 prefix with `inet_pton` and returns a
 `Prefix4`: an `IPv4Network` that computed its hash once and keeps the text it came from. It is
 equal to, hashes like, and sorts with any other `IPv4Network` of the same prefix.
+
+Below /31 it is built without `IPv4Network.__init__` (which re-parses and re-validates what
+inet_pton already checked: half of the cost), by setting the three fields that __init__ sets.
+Those are CPython internals, so at import a few prefixes are built both ways and compared; on
+any difference every prefix takes the plain path.
 """
 
 from __future__ import annotations
@@ -35,6 +40,36 @@ class Prefix4(ipaddress.IPv4Network):
         return self._text or super().__str__()
 
 
+_MASKS = [ipaddress.IPv4Address(((1 << 32) - 1) ^ ((1 << (32 - n)) - 1)) for n in range(33)]
+_fast_ok = False
+
+
+def _fast(address: int, length: int) -> Prefix4 | None:
+    """What `Prefix4((address, length))` makes, for 0 <= length <= 30; None if host bits."""
+    mask = _MASKS[length]
+    mask_int = int(mask)
+    if address & mask_int != address:
+        return None
+    prefix = object.__new__(Prefix4)
+    prefix.network_address = ipaddress.IPv4Address(address)
+    prefix.netmask = mask
+    prefix._prefixlen = length  # type: ignore[attr-defined]  # what __init__ sets
+    prefix._hash = hash(address ^ mask_int)
+    return prefix
+
+
+def _check_fast() -> bool:
+    for text in ("0.0.0.0/0", "10.65.1.0/26", "192.168.0.0/16", "10.0.0.4/30", "255.255.255.0/24"):
+        address, _, length = text.partition("/")
+        fast = _fast(int(ipaddress.IPv4Address(address)), int(length))
+        plain = ipaddress.IPv4Network(text)
+        if fast is None or vars(fast) | {"_hash": 0} != vars(Prefix4(text)) | {"_hash": 0} \
+                or fast != plain or hash(fast) != hash(plain) or str(fast) != str(plain) \
+                or fast.broadcast_address != plain.broadcast_address:
+            return False
+    return True
+
+
 def parse_prefix(text: str) -> IPNetwork:
     """`ipaddress.ip_network(text)` (strict: no host bits), a `Prefix4` for IPv4.
 
@@ -48,7 +83,10 @@ def parse_prefix(text: str) -> IPNetwork:
         length = "32"
     if not (length.isascii() and length.isdigit()):
         raise ValueError(f"{text!r} does not appear to be an IPv4 or IPv6 network")
-    prefix = Prefix4((int.from_bytes(packed, "big"), int(length)))
+    address_int, length_int = int.from_bytes(packed, "big"), int(length)
+    prefix = _fast(address_int, length_int) if _fast_ok and length_int <= 30 else None
+    if prefix is None:  # also: host bits set, which the plain path reports as ip_network does
+        prefix = Prefix4((address_int, length_int))
     if length == str(prefix.prefixlen):  # "/026" would print differently
         prefix._text = text if slash else f"{text}/32"
     return prefix
@@ -62,3 +100,6 @@ def inside(prefix: IPNetwork, net: IPNetwork) -> bool:
         return False
     shift = prefix.max_prefixlen - net.prefixlen
     return int(prefix.network_address) >> shift == int(net.network_address) >> shift
+
+
+_fast_ok = _check_fast()

@@ -49,3 +49,11 @@ def test_networks_derived_from_a_parsed_prefix_work() -> None:
     assert prefix.supernet() == ipaddress.ip_network("10.65.1.0/25")
     assert list(prefix.subnets())[1] == ipaddress.ip_network("10.65.1.32/27")
     assert str(prefix.supernet()) == "10.65.1.0/25"
+
+
+def test_the_short_path_is_in_use_on_this_python() -> None:
+    """If CPython's IPv4Network internals change, parse_prefix falls back to the plain path;
+    this says so here instead of silently costing the speed."""
+    import wren.prefix
+
+    assert wren.prefix._fast_ok
