@@ -123,6 +123,7 @@ class Agent:
             now = self._clock()
             if now >= next_resync:
                 self._dataplane.queue_resync()
+                self._dirty = True  # and read the host facts again (MTU, next-hop routes)
                 next_resync = now + self._refresh
             if self.syncer.all_in_sync:
                 self.step(now)

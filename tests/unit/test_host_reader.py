@@ -105,3 +105,34 @@ def test_off_subnet_next_hops_resolve_through_the_host_route() -> None:
     facts = HostReader(ipr, lambda: [])(state)
     assert dict(facts.gateways) == {ip("10.0.2.11"): ip("10.0.1.1")}  # in-subnet hop: no lookup
     assert ("route", "10.0.1.12") not in ipr.calls
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_facts_are_kept_for_a_second_while_address_and_next_hops_stay_the_same() -> None:
+    ipr = FakeIPRoute({2: ("eth0", 1500)}, {2: "10.0.1.11"}, {"10.0.2.11": "10.0.1.1"})
+    clock = Clock()
+    reader = HostReader(ipr, lambda: [], clock=clock)
+    state = state_with_node("10.0.1.11/24")
+    ip, net = ipaddress.ip_address, ipaddress.ip_network
+    state.set_learned({net("10.65.1.0/26"): ip("10.0.1.12")})
+    first = reader(state)
+    state.set_learned({net("10.65.1.0/26"): ip("10.0.1.12"), net("10.65.4.0/26"): ip("10.0.1.13")})
+    clock.now += 0.5
+    assert reader(state) is first  # in-subnet hops only: nothing new to ask the kernel
+    asked = len(ipr.calls)
+    state.set_learned({net("10.65.2.0/26"): ip("10.0.2.11")})  # a new off-subnet next hop
+    assert dict(reader(state).gateways) == {ip("10.0.2.11"): ip("10.0.1.1")}
+    assert len(ipr.calls) > asked
+    asked = len(ipr.calls)
+    ipr.links[2] = ("eth0", 9000)  # the host changed; seen once the facts are a second old
+    clock.now += 0.5
+    assert reader(state).host_mtu == 1500 and len(ipr.calls) == asked
+    clock.now += 0.6
+    assert reader(state).host_mtu == 9000
