@@ -187,6 +187,16 @@ def bgp_table(data: dict[str, Any]) -> str:
                 met = f"{target}: {'met' if r.get('met') else 'not met'}"
         rows.append(f"| {what} | {path} | {cell(s, key)} | {cell(s, f'{key}_cpu_total')} "
                     f"| {time_ratio} | {cpu_ratio} | {met} |")
+    shares = []
+    for key, who in (("learn_wren", "Wren"), ("learn_bird", "BIRD")):
+        parts = [f"{label} {s[f'{key}_{suffix}']['median']:,.0f}"
+                 for suffix, label in (("first_route", "first route"), ("10pct", "10%"),
+                                       ("50pct", "50%"), ("90pct", "90%"))
+                 if f"{key}_{suffix}" in s]
+        if parts:
+            shares.append(f"{who}: {', '.join(parts)}")
+    if shares:
+        rows.append(f"\n(learn, ms after Established, medians: {'; '.join(shares)})")
     if "announce_wren_vs_bird" in s:
         r = s["announce_wren_vs_bird"]
         rows.append(f"\n(wren-bgp vs BIRD 2 → BIRD 2, announce: {r['median']:,.0f}x "
