@@ -19,8 +19,9 @@ def load(name: str) -> dict[str, Any] | None:
 
 
 def main() -> None:
-    routes, agent = load("routes"), load("agent")
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    routes, agent, bgp, lab = load("routes"), load("agent"), load("bgp"), load("lab")
+    fig, grid = plt.subplots(2, 3, figsize=(15, 9))
+    axes = grid[0]
     if routes:
         sizes = sorted(routes["sizes"], key=int)
         xs = [int(s) for s in sizes]
@@ -66,12 +67,54 @@ def main() -> None:
         ax.set_ylabel("MiB")
         ax.set_title("wren-agent memory")
         ax.legend()
+    if bgp:
+        bgp_panel(grid[1][0], bgp["summary"])
+    if lab:
+        scale_panel(grid[1][1], lab["scale"])
+    grid[1][2].axis("off")
     date = (routes or agent or {}).get("machine", {}).get("date", "")
     fig.suptitle(f"Wren benchmarks ({date}, shared 2-vCPU machine)")
     fig.tight_layout()
     out = RESULTS / "benchmarks.png"
     fig.savefig(out, dpi=100)
     print(f"wrote {out}")
+
+
+def bgp_panel(ax: Any, s: dict[str, Any]) -> None:
+    """10,000 prefixes learned into the kernel and announced, against the reference tools."""
+    bars = [("learn\nWren", "learn_wren"), ("learn\nBIRD 2", "learn_bird"),
+            ("announce\nWren", "announce_wren"), ("announce\nraw ExaBGP", "announce_exabgp"),
+            ("announce\nBIRD 2", "announce_bird")]
+    bars = [(label, key) for label, key in bars if key in s]
+    meds = [s[key]["median"] for _, key in bars]
+    lows = [s[key]["median"] - s[key]["min"] for _, key in bars]
+    highs = [s[key]["max"] - s[key]["median"] for _, key in bars]
+    colors = ["tab:blue" if "Wren" in label else "tab:gray" for label, _ in bars]
+    ax.bar(range(len(bars)), meds, yerr=[lows, highs], capsize=3, color=colors)
+    ax.set_xticks(range(len(bars)), [label for label, _ in bars], fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("ms from Established (median, min-max)")
+    ax.set_title("BGP: 10,000 /26s learned into the kernel / announced")
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+
+
+def scale_panel(ax: Any, runs: list[dict[str, Any]]) -> None:
+    """Cold start to every node converged, per topology (each round a point)."""
+    names = {("bgp", 10): "full mesh 10", ("bgp", 20): "full mesh 20"}
+    groups: dict[str, list[float]] = {}
+    for r in runs:
+        if r.get("converged"):
+            name = names.get((r["mode"], r["nodes"]),
+                             f"reflectors, {r['nodes']} nodes" if r["mode"] == "rr"
+                             else f"{r['mode']} {r['nodes']}")
+            groups.setdefault(name, []).append(r["converge_s"])
+    labels = list(groups)
+    for i, label in enumerate(labels):
+        ax.scatter([i] * len(groups[label]), groups[label], color="tab:blue")
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.set_ylabel("s to converge (each round)")
+    ax.set_title("Lab scale: cold start → every route everywhere")
+    ax.grid(True, axis="y", alpha=0.3)
 
 
 if __name__ == "__main__":
