@@ -139,3 +139,39 @@ def test_unchanged_routes_keep_the_same_next_hop_object(ends: Ends) -> None:
     ends.send_delta()
     assert ends.agent_holds()[net("10.65.1.0/26")] is first
     assert ends.agent_holds()[net("10.65.2.0/26")] is first  # the same hop text, parsed once
+
+
+class AgentEnd:
+    """What the sidecar's loop sees of a connected agent: a `send` and a `close`."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, object]] = []
+
+    def send(self, message: dict[str, object]) -> None:
+        self.sent.append(json.loads(json.dumps(message)))
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_sidecar_sends_the_whole_set_on_connect_then_one_delta_per_change(
+        ends: Ends) -> None:
+    sidecar = ends.sidecar
+    ends.announce(A, "10.65.1.0/26")
+    agent = AgentEnd()
+    sidecar.handle(("agent", agent))
+    assert agent.sent == [{"type": "routes", "complete": False,
+                           "routes": [["10.65.1.0/26", "10.0.0.2", "10.0.0.2"]]}]
+    sidecar._tick()  # the change before the connect goes out once more: harmless, absolute
+    ends.announce(B, "10.65.2.0/26")
+    ends.withdraw(A, "10.65.1.0/26")
+    sidecar._tick()
+    assert agent.sent[-1] == {"type": "routes", "complete": False, "delta": True,
+                              "routes": [["10.65.2.0/26", "10.0.0.3", "10.0.0.3"]],
+                              "withdrawn": ["10.65.1.0/26"]}
+    sent = len(agent.sent)
+    sidecar._tick()
+    assert len(agent.sent) == sent  # nothing changed, nothing sent
+    for message in agent.sent:
+        ends.link._on_line(json.dumps(message))
+    assert ends.agent_holds() == ends.sidecar_holds() == {net("10.65.2.0/26"): B}
