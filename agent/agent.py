@@ -52,6 +52,7 @@ class LearnedRoutes:
 class ApplyReport:
     in_sync: bool  # everything desired is programmed
     problems: Mapping[str, str]  # part → reason (e.g. "ipip": "kernel has no ipip support")
+    more_work: bool = False  # a resync is worked off in slices: apply again after the events
 
 
 class Dataplane(Protocol):
@@ -102,6 +103,7 @@ class Agent:
         self._clock = clock
         self._dirty = True
         self._retry_at: float | None = None
+        self._more_work = False
         self._failures = 0
         self.desired: DesiredDataplane | None = None
         self._problem_parts: set[str] = set()
@@ -117,6 +119,8 @@ class Agent:
         next_resync = self._clock() + self._refresh
         while not stop.is_set():
             deadline = min(next_resync, self._retry_at or next_resync)
+            if self._more_work and self._retry_at is None:
+                deadline = self._clock()  # take what is queued, then the next slice
             self._drain(timeout=max(0.0, deadline - self._clock()))
             if stop.is_set():
                 break
@@ -198,6 +202,7 @@ class Agent:
             return
         started = self._clock()
         report = self._dataplane.apply()
+        self._more_work = report.more_work
         self._metrics.apply_seconds.observe(self._clock() - started)
         if report.in_sync:
             self._failures = 0

@@ -146,7 +146,8 @@ class DataplaneDriver:
             _log.warning("dataplane apply error; will retry", error=error)
         if errors:
             problems.setdefault("dataplane-errors", "; ".join(errors[:5]))
-        return ApplyReport(in_sync=not errors, problems=problems)
+        return ApplyReport(in_sync=not errors, problems=problems,
+                           more_work=sys_result.rechecks_left > 0)
 
     def _count_drift(self, name: str, total: int) -> None:
         assert self.metrics is not None

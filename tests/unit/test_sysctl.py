@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from agent.kernel.sysctl import SysctlTable, iface_sysctl
+from agent.kernel.sysctl import SysctlApplyResult, SysctlTable, iface_sysctl
 
 
 def tree(tmp_path: Path) -> Path:
@@ -61,3 +61,30 @@ def test_unwritable_setting_is_an_error_naming_key_and_value(tmp_path: Path) -> 
     table.set("net/ipv4/bad", 1)
     result = table.apply()
     assert not result.ok and "net/ipv4/bad=1" in result.errors[0]
+
+
+def test_a_resync_is_worked_off_in_slices_and_changes_are_never_held_back(
+        tmp_path: Path) -> None:
+    root = tree(tmp_path)
+    keys = []
+    for i in range(25):
+        (root / f"net/ipv4/conf/cali{i}x").mkdir(parents=True)
+        (root / f"net/ipv4/conf/cali{i}x/proxy_arp").write_text("0\n")
+        keys.append(iface_sysctl(4, f"cali{i}x", "proxy_arp"))
+    table = SysctlTable(root=root, recheck_per_apply=10)
+    for key in keys:
+        table.set(key, 1)
+    assert len(table.apply().written) == 25  # new settings: all at once
+    for key in (keys[3], keys[24]):
+        (root / key).write_text("0\n")  # changed behind our back
+    table.queue_resync()
+    table.set("net/ipv4/ip_forward", 1)  # a change while the resync runs
+    first = table.apply()
+    assert "net/ipv4/ip_forward" in first.written and first.rechecks_left == 15
+    assert first.written == ("net/ipv4/ip_forward", keys[3])  # dict order: keys[3] is early
+    second = table.apply()
+    assert second.rechecks_left == 5 and second.written == ()
+    third = table.apply()
+    assert third.rechecks_left == 0 and third.written == (keys[24],)
+    assert table.counters.drift_repaired == 2
+    assert table.apply() == SysctlApplyResult()  # done: nothing read again
