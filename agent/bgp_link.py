@@ -180,9 +180,8 @@ class BGPChannelLink:
 
 class _Parser:
     """Prefixes and next hops from the sidecar's text, at ~10,000 per message: prefixes take
-    `parse_prefix`'s short path, and the few distinct next hops are
-    parsed once and shared, so an unchanged route keeps the very same objects (the calc
-    compares by identity)."""
+    `parse_prefix`'s short path, and the few distinct next hops are parsed once and shared,
+    so an unchanged route keeps the very same objects (the calc compares by identity)."""
 
     def __init__(self) -> None:
         self._addresses: dict[str, IPAddress] = {}

@@ -226,18 +226,17 @@ class Rib:
         accepted = self.accepted.setdefault(peer, {})
         rejected = self.rejected.setdefault(peer, {})
         by_prefix = self._by_prefix
-        problems: dict[int, tuple[Attributes, Verdict | None]] = {}  # by id of the attributes
+        # By id of the attributes an UPDATE shares (the paths keep them alive meanwhile).
+        problems: dict[int, Verdict | None] = {}
         for path in paths:
             prefix = path.prefix
             if intent_peer is None:
                 verdict = "peer not configured"
             else:
-                known = problems.get(id(path.attributes))
-                if known is None:
-                    known = problems[id(path.attributes)] = (
-                        path.attributes,
-                        attributes_problem(intent, intent_peer, path.attributes))
-                verdict = prefix_verdict(intent, intent_peer, prefix, known[1])
+                key = id(path.attributes)
+                if key not in problems:
+                    problems[key] = attributes_problem(intent, intent_peer, path.attributes)
+                verdict = prefix_verdict(intent, intent_peer, prefix, problems[key])
             if verdict == "accept":
                 accepted[prefix] = path
                 rejected.pop(prefix, None)

@@ -95,6 +95,11 @@ def vxlan_mac_for(node_name: str) -> str:
     return "66:" + ":".join(f"{b:02x}" for b in digest)
 
 
+def _pools_by_cidr(pools: Mapping[str, IPPool]) -> list[tuple[IPNetwork, IPPool]]:
+    """The pools in name order with their CIDRs, the form `_pool_for` walks."""
+    return [(p.spec.cidr, p) for _, p in sorted(pools.items())]
+
+
 def _pool_for(pools: Iterable[tuple[IPNetwork, IPPool]], net: IPNetwork) -> IPPool | None:
     """The most specific pool containing `net`."""
     best: IPPool | None = None
@@ -131,7 +136,7 @@ class _LearnedRoutes:
 
     def __init__(self, inp: CalcInput, base: _Infrastructure) -> None:
         self._base = base
-        self._pools = [(p.spec.cidr, p) for _, p in sorted(inp.pools.items())]
+        self._pools = _pools_by_cidr(inp.pools)
         me = _node_ip(inp.nodes.get(inp.node_name))
         self._my_net: IPNetwork | None = me.network if me is not None else None
         self._host = inp.host
@@ -258,7 +263,7 @@ def _datastore_infrastructure(inp: CalcInput) -> _Infrastructure:
     if inp.felix.ipip_enabled is not None:
         uses_ipip = inp.felix.ipip_enabled
 
-    pools = [(p.spec.cidr, p) for _, p in sorted(inp.pools.items())]
+    pools = _pools_by_cidr(inp.pools)
     block_routes: dict[IPNetwork, BlockRoute] = {}
     for block in inp.blocks.values():
         if block.affinity_node == inp.node_name:
@@ -387,9 +392,8 @@ class DesiredCalc:
             self._learned = _LearnedRoutes(inp, _datastore_infrastructure(inp))
             self._learned.update(inp.learned, inp.learned)
             self._infra, blocks = None, None
-        elif not _same_values(old.learned, inp.learned):
+        elif changed := changed_keys(old.learned, inp.learned):
             # Only what BGP learned changed (the sidecar's deltas): re-decide those prefixes.
-            changed = changed_keys(old.learned, inp.learned)
             self._learned.update(inp.learned, changed)
             self._infra, blocks = None, frozenset(changed)
         if self._infra is None:
