@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on a server
 import matplotlib.pyplot as plt
 from common import RESULTS
+from report import topology_name
 
 
 def load(name: str) -> dict[str, Any] | None:
@@ -70,7 +71,7 @@ def main() -> None:
     if bgp:
         bgp_panel(grid[1][0], bgp["summary"])
     if lab:
-        scale_panel(grid[1][1], lab["scale"])
+        scale_panel(grid[1][1], lab.get("scale_summary", []))
     grid[1][2].axis("off")
     date = (routes or agent or {}).get("machine", {}).get("date", "")
     fig.suptitle(f"Wren benchmarks ({date}, shared 2-vCPU machine)")
@@ -98,21 +99,15 @@ def bgp_panel(ax: Any, s: dict[str, Any]) -> None:
     ax.grid(True, axis="y", which="both", alpha=0.3)
 
 
-def scale_panel(ax: Any, runs: list[dict[str, Any]]) -> None:
-    """Cold start to every node converged, per topology (each round a point)."""
-    names = {("bgp", 10): "full mesh 10", ("bgp", 20): "full mesh 20"}
-    groups: dict[str, list[float]] = {}
-    for r in runs:
-        if r.get("converged"):
-            name = names.get((r["mode"], r["nodes"]),
-                             f"reflectors, {r['nodes']} nodes" if r["mode"] == "rr"
-                             else f"{r['mode']} {r['nodes']}")
-            groups.setdefault(name, []).append(r["converge_s"])
-    labels = list(groups)
-    for i, label in enumerate(labels):
-        ax.scatter([i] * len(groups[label]), groups[label], color="tab:blue")
-    ax.set_xticks(range(len(labels)), labels, fontsize=8)
-    ax.set_ylabel("s to converge (each round)")
+def scale_panel(ax: Any, summary: list[dict[str, Any]]) -> None:
+    """Cold start to every node converged, per topology (median and min-max of the rounds)."""
+    done = [d for d in summary if d.get("converged")]
+    meds = [d["converge_s"]["median"] for d in done]
+    lows = [d["converge_s"]["median"] - d["converge_s"]["min"] for d in done]
+    highs = [d["converge_s"]["max"] - d["converge_s"]["median"] for d in done]
+    ax.bar(range(len(done)), meds, yerr=[lows, highs], capsize=3)
+    ax.set_xticks(range(len(done)), [topology_name(d) for d in done], fontsize=8)
+    ax.set_ylabel("s to converge (median, min-max of rounds)")
     ax.set_title("Lab scale: cold start → every route everywhere")
     ax.grid(True, axis="y", alpha=0.3)
 

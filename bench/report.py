@@ -45,12 +45,18 @@ def agent_table(data: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def _pq(d: dict[str, Any] | None, key: str, scale: float = 1.0, digits: int = 1) -> str:
-    """'p50 / p95' of a stats dict from bench_lab.py, or a dash."""
+def _stat(d: dict[str, Any] | None, key: str, other: str, form: str, *, scale: float = 1.0,
+          digits: int = 1) -> str:
+    """The median and one other figure of a stats dict from bench_lab.py, or a dash."""
     s = (d or {}).get(key)
     if not s:
         return "—"
-    return f"{s['median'] * scale:,.{digits}f} / {s['p95'] * scale:,.{digits}f}"
+    return form.format(f"{s['median'] * scale:,.{digits}f}", f"{s[other] * scale:,.{digits}f}")
+
+
+def _pq(d: dict[str, Any] | None, key: str, scale: float = 1.0, digits: int = 1) -> str:
+    """'p50 / p95'."""
+    return _stat(d, key, "p95", "{} / {}", scale=scale, digits=digits)
 
 
 def lab_convergence_table(data: dict[str, Any]) -> str:
@@ -73,18 +79,16 @@ def lab_convergence_table(data: dict[str, Any]) -> str:
     return "\n".join(rows) + "\n\n(p50 / p95, from CNI ADD started)"
 
 
-def _topology(r: dict[str, Any]) -> str:
+def topology_name(r: dict[str, Any]) -> str:
+    """'full mesh 10' or 'RR: 2 reflectors + 50 clients', for a bench_lab scale entry."""
     if r["mode"] == "rr":
         return f"RR: {len(r.get('reflectors', []))} reflectors + {r.get('clients', '?')} clients"
     return f"full mesh {r['nodes']}"
 
 
 def _pm(d: dict[str, Any], key: str, digits: int = 1) -> str:
-    """'median (max)' of a pooled entry of bench_lab's scale_summary, or a dash."""
-    s = d.get(key)
-    if not s:
-        return "—"
-    return f"{s['median']:,.{digits}f} ({s['max']:,.{digits}f})"
+    """'median (max)' of a pooled entry of bench_lab's scale_summary."""
+    return _stat(d, key, "max", "{} ({})", digits=digits)
 
 
 def lab_scale_table(data: dict[str, Any]) -> str:
@@ -97,7 +101,7 @@ def lab_scale_table(data: dict[str, Any]) -> str:
         if not d.get("converged"):
             errors = {r.get("error", "not converged in the time limit")
                       for r in data["scale"] if (r["mode"], r["nodes"]) == (d["mode"], d["nodes"])}
-            rows.append(f"| {_topology(d)} | {d['nodes']} | 0/{d['rounds']} | "
+            rows.append(f"| {topology_name(d)} | {d['nodes']} | 0/{d['rounds']} | "
                         f"| {'; '.join(sorted(errors))[:160]} |" + " |" * 8)
             continue
         conv = d["converge_s"]
@@ -109,7 +113,7 @@ def lab_scale_table(data: dict[str, Any]) -> str:
                   f"{d['after_settle.sidecar_reflectors.rss_mib']['max']:.0f}")
         load = ", ".join(f"{x:.0f}" for x in d.get("loadavg_before", []))
         rows.append(
-            f"| {_topology(d)} | {d['nodes']} | {d['converged']}/{d['rounds']} "
+            f"| {topology_name(d)} | {d['nodes']} | {d['converged']}/{d['rounds']} "
             f"| {d.get('sessions', '?')} "
             f"| {conv['median']:.1f} ({conv['min']:.1f}-{conv['max']:.1f}) "
             f"| {_pm(d, 'at_convergence.agent.cpu_s')} "
@@ -142,7 +146,7 @@ def lab_sidecar_table(data: dict[str, Any]) -> str:
         for node, group in per.items():
             role = "reflector" if node in reflectors else "client" if reflectors else "all"
             key = (r["mode"], r["nodes"], role)
-            names[key] = _topology(r)
+            names[key] = topology_name(r)
             acc = pooled.setdefault(key, {"rss": {"wren-bgp": [], "exabgp": [], "relay": []},
                                           "cpu": {"wren-bgp": [], "exabgp": [], "relay": []}})
             for m in group["members"]:
