@@ -32,8 +32,9 @@ announce (10,000 /26s from n1 to a BIRD 2 in the router namespace, whose session
   since, at most 20 ms) reaching 10,000; then its table is checked prefix by prefix.
 
 Needs root. `.venv/bin/python bench/bench_bgp.py [--runs 5] [--prefixes 10000]
-[--only learn|announce] [--profile DIR]` (py-spy flame data of the sidecar and agent for one
-extra learn and announce sample, written to DIR, not part of the results).
+[--only learn|announce] [--profile DIR]` (py-spy flame data of the sidecar and agent, and of
+ExaBGP for learn, for one extra learn and announce sample, written to DIR, not part of the
+results).
 """
 
 from __future__ import annotations
@@ -450,7 +451,7 @@ def learn_wren(work: Path, nets: list[ipaddress.IPv4Network],
         prof = Profiler(profile, "learn")
         counter = RouteMonitor(node.netns, RTPROT_WREN, clock=time.time)
         try:
-            prof.attach({"agent": agent.pid, "wren-bgp": bgp.pid})
+            prof.attach({"agent": agent.pid, "wren-bgp": bgp.pid, "exabgp": exabgp})
             cpu = Sampler(pids)
             sender.cmd("enable node")
             last, exact = wait_for_kernel(cluster, node.netns, counter, want,
