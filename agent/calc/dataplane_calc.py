@@ -190,7 +190,7 @@ class _LearnedRoutes:
         kind, gateway, device, problem = how
         if kind is None:
             return None, None if problem is None else f"route {prefix}: {problem}"
-        return BlockRoute(dst=prefix, kind=kind, gateway=gateway, device=device), None
+        return BlockRoute(prefix, kind, gateway, device), None
 
     def _via(self, pool: IPPool | None, next_hop: IPAddress) -> _Via:
         my_net = self._my_net

@@ -187,8 +187,7 @@ class RouteMsg(NamedTuple):
     priority: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class RouteOp:
+class RouteOp(NamedTuple):
     op: Literal["replace", "delete"]
     route: RouteMsg
 

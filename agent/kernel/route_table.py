@@ -28,7 +28,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from agent.kernel.delta import DeltaTracker
 from agent.kernel.netlink import (
@@ -63,12 +63,7 @@ _Key = int
 _key = prefix_key
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
-    """A route the agent wants. `iface` is a device name (resolved to an index at apply time)
-    or an index. `scope=None` picks what `ip route` would: link for an IPv4 device route
-    without a gateway, universe otherwise."""
-
+class _RouteFields(NamedTuple):
     dst: IPNetwork
     type: Literal["unicast", "blackhole"] = "unicast"
     iface: str | int | None = None
@@ -79,35 +74,54 @@ class Route:
     table: int = RT_TABLE_MAIN
     priority: int = 0
 
-    def __post_init__(self) -> None:
-        def bad(field_name: str, rule: str) -> ValidationError:
-            return ValidationError(kind="Route", name=str(self.dst), field=field_name, rule=rule)
 
-        if self.type == "blackhole":
-            if self.iface is not None or self.gateway is not None:
-                raise bad("type", "a blackhole route has no interface and no gateway")
-        elif self.iface is None and self.gateway is None:
-            raise bad("iface", "a unicast route needs an interface or a gateway")
-        if self.gateway is not None and self.gateway.version != self.dst.version:
-            raise bad("gateway", f"IPv{self.gateway.version} gateway for an "
-                                 f"IPv{self.dst.version} destination")
-        if self.onlink and self.gateway is None:
-            raise bad("onlink", "onlink needs a gateway")
+class Route(_RouteFields):
+    """A route the agent wants. `iface` is a device name (resolved to an index at apply time)
+    or an index. `scope=None` picks what `ip route` would: link for an IPv4 device route
+    without a gateway, universe otherwise.
+
+    Immutable and checked when built, like a frozen dataclass, but a tuple underneath: one is
+    built per route rendered, and a frozen dataclass's `__init__` cost ~2 µs of that."""
+
+    __slots__ = ()
+
+    def __new__(cls, dst: IPNetwork, type: Literal["unicast", "blackhole"] = "unicast", *,
+                iface: str | int | None = None, gateway: IPAddress | None = None,
+                onlink: bool = False, scope: Literal["link", "universe"] | None = None,
+                protocol: int = ROUTE_PROTOCOL, table: int = RT_TABLE_MAIN,
+                priority: int = 0) -> Route:
+        if type == "blackhole":
+            if iface is not None or gateway is not None:
+                raise _bad(dst, "type", "a blackhole route has no interface and no gateway")
+        elif iface is None and gateway is None:
+            raise _bad(dst, "iface", "a unicast route needs an interface or a gateway")
+        if gateway is not None:
+            if gateway.version != dst.version:
+                raise _bad(dst, "gateway", f"IPv{gateway.version} gateway for an "
+                                           f"IPv{dst.version} destination")
+        elif onlink:
+            raise _bad(dst, "onlink", "onlink needs a gateway")
+        return tuple.__new__(cls, (dst, type, iface, gateway, onlink, scope, protocol, table,
+                                   priority))
 
     @classmethod
     def workload(cls, dst: IPNetwork, iface: str) -> Route:
         """`<pod ip> dev caliX scope link`."""
-        return cls(dst=dst, iface=iface)
+        return cls(dst, iface=iface)
 
     @classmethod
     def blackhole(cls, dst: IPNetwork) -> Route:
         """Our own block: unreachable addresses in it are dropped here, not sent upstream."""
-        return cls(dst=dst, type="blackhole")
+        return cls(dst, "blackhole")
 
     @classmethod
     def via(cls, dst: IPNetwork, gateway: IPAddress, *, iface: str | None = None,
             onlink: bool = False) -> Route:
-        return cls(dst=dst, gateway=gateway, iface=iface, onlink=onlink)
+        return cls(dst, iface=iface, gateway=gateway, onlink=onlink)
+
+
+def _bad(dst: IPNetwork, field_name: str, rule: str) -> ValidationError:
+    return ValidationError(kind="Route", name=str(dst), field=field_name, rule=rule)
 
 
 @dataclass
@@ -184,16 +198,22 @@ class RouteTable:
             raise ValidationError(kind="Route", name=str(route.dst), field="dst",
                                   rule=f"this table holds IPv{self._version} routes of table "
                                        f"{self._table}")
+        s = self._s
         key = _key(route.dst)
-        old = self._s.wanted.get(key)
-        if old is not None and isinstance(old.iface, str) and old.iface != route.iface:
-            self._s.by_iface.get(old.iface, set()).discard(key)
-        self._s.wanted[key] = route
-        self._s.networks[key] = route.dst
-        if isinstance(route.iface, str):
-            self._s.by_iface.setdefault(route.iface, set()).add(key)
-        self._s.unwanted_since.pop(key, None)
-        self._resolve(key)
+        old = s.wanted.get(key)
+        iface = route.iface
+        if old is not None and isinstance(old.iface, str) and old.iface != iface:
+            s.by_iface.get(old.iface, set()).discard(key)
+        s.wanted[key] = route
+        s.networks[key] = route.dst
+        if isinstance(iface, str):
+            keys = s.by_iface.get(iface)
+            if keys is None:
+                keys = s.by_iface[iface] = set()
+            keys.add(key)
+        if s.unwanted_since:
+            s.unwanted_since.pop(key, None)
+        self._resolve(key, route)
 
     def delete_route(self, dst: IPNetwork) -> None:
         self._delete(_key(dst))
@@ -290,7 +310,7 @@ class RouteTable:
             except (OSError, TemporaryError) as exc:
                 return ApplyResult(error=f"link dump failed: {exc}")
 
-        ops, conflicts, retry_after = self._plan(now)
+        ops, keys, conflicts, retry_after = self._plan(now)
         self.counters.conflicts = len(conflicts)
         self.counters.waiting_for_iface = len(self._s.waiting)
         if not ops:
@@ -305,10 +325,13 @@ class RouteTable:
             self._log.warning("route batch failed as a whole", error=str(exc), ops=len(ops))
             return ApplyResult(error=f"sending {len(ops)} route operations failed: {exc}",
                                conflicts=tuple(conflicts))
-        return self._record(ops, failures, conflicts, retry_after)
+        return self._record(ops, keys, failures, conflicts, retry_after)
 
-    def _plan(self, now: float) -> tuple[list[RouteOp], list[IPNetwork], float | None]:
+    def _plan(self, now: float) -> tuple[list[RouteOp], list[_Key | None], list[IPNetwork],
+                                         float | None]:
+        """The operations to send, each with its key (None: an extra copy to delete)."""
         ops: list[RouteOp] = [RouteOp("delete", m) for m in self._s.extras]
+        keys: list[_Key | None] = [None] * len(ops)
         retry_after: float | None = None
         for key, msg in self._tracker.pending_deletions():
             if key in self._s.waiting:
@@ -321,9 +344,12 @@ class RouteTable:
                     retry_after = left if retry_after is None else min(retry_after, left)
                     continue
             ops.append(RouteOp("delete", msg))
+            keys.append(key)
         conflicts: list[IPNetwork] = []
+        foreign_routes = self._s.foreign
+        get_dataplane = self._tracker.get_dataplane
         for key, msg in self._tracker.pending_updates():
-            foreign = self._s.foreign.get(key) if self._s.foreign else None
+            foreign = foreign_routes.get(key) if foreign_routes else None
             if foreign is not None:
                 conflicts.append(msg.dst)
                 if key not in self._s.conflicts_logged:
@@ -332,14 +358,17 @@ class RouteTable:
                                       dst=str(msg.dst), their_protocol=foreign.protocol,
                                       their_oif=foreign.oif)
                 continue
-            current = self._tracker.get_dataplane(key)
+            current = get_dataplane(key)
             if current is not None and current.priority != msg.priority:
                 ops.append(RouteOp("delete", current))  # replace would add a second route
+                keys.append(key)
             ops.append(RouteOp("replace", msg))
-        return ops, conflicts, retry_after
+            keys.append(key)
+        return ops, keys, conflicts, retry_after
 
-    def _record(self, ops: list[RouteOp], failures: list[RouteFailure],
-                conflicts: list[IPNetwork], retry_after: float | None) -> ApplyResult:
+    def _record(self, ops: list[RouteOp], keys: list[_Key | None],
+                failures: list[RouteFailure], conflicts: list[IPNetwork],
+                retry_after: float | None) -> ApplyResult:
         failed: set[int] = set()
         reported: list[RouteFailure] = []
         for failure in failures:
@@ -354,17 +383,16 @@ class RouteTable:
         self.counters.errors += len(reported)
         updated: list[_Key] = []
         deleted: list[_Key] = []
-        extras = {id(m) for m in self._s.extras}
-        for op in ops:
-            if id(op) in failed or id(op.route) in extras:
-                continue
-            key = _key(op.route.dst)
+        for op, key in zip(ops, keys, strict=True):
+            if key is None or (failed and id(op) in failed):
+                continue  # an extra copy (below), or refused
             if op.op == "replace":
                 updated.append(key)
             elif self._tracker.get_dataplane(key) == op.route:
                 deleted.append(key)
-        self._s.extras = [m for m in self._s.extras
-                          if any(id(op) in failed for op in ops if op.route is m)]
+        if self._s.extras:
+            self._s.extras = [m for m in self._s.extras
+                              if any(id(op) in failed for op in ops if op.route is m)]
         self._tracker.apply_success(deleted=deleted)
         self._tracker.apply_success(updated=updated)
         for key in deleted:
@@ -438,8 +466,8 @@ class RouteTable:
 
     # -- conversions --------------------------------------------------------------------------
 
-    def _resolve(self, key: _Key) -> None:
-        msg = self._to_msg(self._s.wanted[key])
+    def _resolve(self, key: _Key, route: Route | None = None) -> None:
+        msg = self._to_msg(self._s.wanted[key] if route is None else route)
         if msg is None:
             self._s.waiting.add(key)
             self._tracker.delete_desired(key)
@@ -449,28 +477,30 @@ class RouteTable:
 
     def _to_msg(self, route: Route) -> RouteMsg | None:
         """The route as the kernel will report it back, so that a dump compares equal."""
-        v6 = route.dst.version == 6
-        priority = route.priority or (_IPV6_DEFAULT_METRIC if v6 else 0)
-        if route.type == "blackhole":
-            return RouteMsg(dst=route.dst, type=RTN_BLACKHOLE, scope=RT_SCOPE_UNIVERSE,
-                            table=route.table, protocol=route.protocol, priority=priority)
+        dst, kind, iface, gateway, onlink, scope_name, protocol, table, priority = route
+        v6 = self._version == 6  # set_route admits only routes of our version
+        if not priority and v6:
+            priority = _IPV6_DEFAULT_METRIC
+        if kind == "blackhole":
+            return RouteMsg(dst, 0, None, RTN_BLACKHOLE, RT_SCOPE_UNIVERSE, False, table,
+                            protocol, priority)
         oif = 0
-        if isinstance(route.iface, int):
-            oif = route.iface
-        elif route.iface is not None:
-            found = self._index_by_name.get(route.iface)
+        if isinstance(iface, int):
+            oif = iface
+        elif iface is not None:
+            found = self._index_by_name.get(iface)
             if found is None:
                 return None
             oif = found
-        if route.scope is not None:
-            scope = RT_SCOPE_LINK if route.scope == "link" else RT_SCOPE_UNIVERSE
-        else:
-            scope = RT_SCOPE_LINK if route.gateway is None else RT_SCOPE_UNIVERSE
         if v6:
             scope = RT_SCOPE_UNIVERSE  # IPv6 has no route scopes; dumps report universe
-        return RouteMsg(dst=route.dst, oif=oif, gateway=route.gateway, type=RTN_UNICAST,
-                        scope=scope, onlink=route.onlink, table=route.table,
-                        protocol=route.protocol, priority=priority)
+        elif scope_name is not None:
+            scope = RT_SCOPE_LINK if scope_name == "link" else RT_SCOPE_UNIVERSE
+        else:
+            scope = RT_SCOPE_LINK if gateway is None else RT_SCOPE_UNIVERSE
+        # Positional: RouteMsg's field order (keywords cost twice as much, once per route).
+        return RouteMsg(dst, oif, gateway, RTN_UNICAST, scope, onlink, table, protocol,
+                        priority)
 
     def _normalise(self, key: _Key, msg: RouteMsg) -> RouteMsg:
         """Blank what the kernel fills in by itself, so it compares equal to what we asked."""
