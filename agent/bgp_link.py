@@ -11,7 +11,6 @@ route.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import threading
 import time
@@ -28,7 +27,7 @@ from bgp.channel import Conn, connect
 from bgp.intent import BGPIntent
 from wren.log import get_logger
 from wren.model import IPAMBlock, IPPool, Node
-from wren.prefix import parse_prefix
+from wren.prefix import parse_address, parse_prefix
 
 __all__ = ["BGPChannelLink", "make_bgp_link"]
 
@@ -208,7 +207,7 @@ class _Parser:
                 raise ValueError(f"next hop {text!r} is not an address")
             if len(self._addresses) > 4096:
                 self._addresses.clear()
-            hit = self._addresses[text] = ipaddress.ip_address(text)
+            hit = self._addresses[text] = parse_address(text)
         return hit
 
 

@@ -7,13 +7,12 @@ peer sending garbage (or an ExaBGP surprise) never stops the sidecar.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from bgp.intent import IPAddress, IPNetwork
-from wren.prefix import parse_prefix
+from wren.prefix import parse_address, parse_prefix
 
 __all__ = [
     "API_VERSION",
@@ -279,6 +278,6 @@ def _obj(parent: dict[str, Any], key: str) -> dict[str, Any]:
 
 def _addr(value: Any, where: str) -> IPAddress:
     try:
-        return ipaddress.ip_address(str(value))
+        return parse_address(str(value))
     except ValueError:
         raise MessageError(f"{where}: {value!r} is not an address") from None

@@ -16,6 +16,7 @@ import functools
 import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from bgp.exabgp_json import Attributes
 from bgp.intent import BGPIntent, IPAddress, IPNetwork, PeerIntent
@@ -24,8 +25,10 @@ from bgp.policy import Verdict, attributes_problem, export_allowed, prefix_verdi
 __all__ = ["OutRoute", "Path", "PeerCounters", "Rib"]
 
 
-@dataclass(frozen=True, slots=True)
-class Path:
+class Path(NamedTuple):
+    """One peer's route to a prefix. A NamedTuple: one is built per received prefix, and a
+    frozen dataclass's `__init__` cost ~1.4 µs of that."""
+
     prefix: IPNetwork
     next_hop: IPAddress
     peer: IPAddress
@@ -103,7 +106,7 @@ class Rib:
                 self.accepted.get(peer, {}).pop(prefix, None)
                 self.rejected.get(peer, {}).pop(prefix, None)
         for prefix, next_hop in announced:
-            path = Path(prefix=prefix, next_hop=next_hop, peer=peer, attributes=attrs)
+            path = Path(prefix, next_hop, peer, attrs)
             table[prefix] = path
             new.append(path)
             touched.add(prefix)

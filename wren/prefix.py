@@ -18,9 +18,33 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-__all__ = ["Prefix4", "inside", "parse_prefix"]
+__all__ = ["Address4", "Prefix4", "inside", "parse_address", "parse_prefix"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class Address4(ipaddress.IPv4Address):
+    """An IPv4Address with its hash computed once (the same value): peers and next hops key
+    the RIB's per-peer tables and are hashed several times per learned prefix, and
+    `IPv4Address.__hash__` formats the address as hex text every time."""
+
+    __slots__ = ("_hash",)
+
+    def __init__(self, address: object) -> None:
+        super().__init__(address)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
+def parse_address(text: str) -> IPAddress:
+    """`ipaddress.ip_address(text)`, an `Address4` for IPv4; raises ValueError as it does."""
+    try:
+        return Address4(text)
+    except ValueError:
+        return ipaddress.ip_address(text)  # IPv6, or ip_address's own error
 
 
 class Prefix4(ipaddress.IPv4Network):
