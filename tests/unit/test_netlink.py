@@ -101,6 +101,24 @@ def test_encoding_matches_pyroute2s_encoder_byte_for_byte(route: RouteMsg) -> No
     assert ours == pyroute2_bytes(route, seq=99, flags=1, msg_type=nl.RTM_DELROUTE)
 
 
+def test_routes_of_one_shape_encode_each_with_its_own_destination_flags_and_seq() -> None:
+    """The encoder packs a shape once and copies it: every copy must still carry its route's
+    destination, length, flags and sequence number (checked against pyroute2's encoder)."""
+    gateway = ADDR("10.0.1.1")
+    dsts = [NET("10.128.0.0/26"), NET("10.128.0.64/26"), NET("10.130.0.0/16"),
+            NET("10.128.0.7/32"), NET("0.0.0.0/0")]
+    v6 = [NET("fd00:1::/122"), NET("fd00:2::/64")]
+    for k, dst in enumerate([*dsts, *dsts]):
+        route = RouteMsg(dst=dst, oif=2, gateway=gateway, onlink=True)
+        ours = encode_one(route, msg_type=nl.RTM_NEWROUTE, flags=k % 3, seq=1000 + k)
+        assert ours == pyroute2_bytes(route, seq=1000 + k, flags=k % 3,
+                                      msg_type=nl.RTM_NEWROUTE), str(dst)
+    for k, dst in enumerate([*v6, *v6]):
+        route = RouteMsg(dst=dst, oif=5, gateway=ADDR("fd00::9"), priority=1024)
+        ours = encode_one(route, msg_type=nl.RTM_DELROUTE, flags=1, seq=k)
+        assert ours == pyroute2_bytes(route, seq=k, flags=1, msg_type=nl.RTM_DELROUTE), str(dst)
+
+
 @pytest.mark.parametrize("route", [
     RouteMsg(dst=NET("10.0.0.1/32"), oif=3, scope=RT_SCOPE_LINK),
     RouteMsg(dst=NET("10.1.2.0/26"), type=RTN_BLACKHOLE, priority=3),
