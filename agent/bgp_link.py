@@ -154,7 +154,8 @@ class BGPChannelLink:
                 return
             if msg.get("type") != "routes":
                 raise ValueError(f"unknown type {msg.get('type')!r}")
-            routes = self._parse.routes(msg.get("routes"))
+            routes = self._parse.routes(msg.get("routes", []))
+            routes.update(self._parse.via(msg.get("via", [])))
             withdrawn = self._parse.prefixes(msg.get("withdrawn", []))
         except ValueError as err:
             _log.warning("bad message from wren-bgp; skipped", error=str(err), line=line[:200])
@@ -193,6 +194,20 @@ class _Parser:
             if not isinstance(item, list) or len(item) < 2:
                 raise ValueError(f"route {item!r} is not [prefix, next_hop, peer]")
             out[_prefix(item[0])] = self._address(item[1])
+        return out
+
+    def via(self, raw: Any) -> dict[IPNetwork, IPAddress]:
+        """[[next hop, peer, [prefix, ...]], ...]: the sidecar's grouped form."""
+        if not isinstance(raw, list):
+            raise ValueError("via is not a list")
+        out: dict[IPNetwork, IPAddress] = {}
+        for group in raw:
+            if not isinstance(group, list) or len(group) != 3 or not isinstance(group[2], list):
+                raise ValueError(f"via entry {str(group)[:80]} is not "
+                                 "[next_hop, peer, [prefix, ...]]")
+            hop = self._address(group[0])
+            for text in group[2]:
+                out[_prefix(text)] = hop
         return out
 
     def prefixes(self, raw: Any) -> list[IPNetwork]:

@@ -4,10 +4,12 @@ The socket lives in the node's run directory (per node, so lab nodes never colli
 0600. Either side may restart: the server re-creates the socket, the client reconnects.
 
     agent → sidecar   {"type": "intent", "intent": {...}}          (whole intent, on change)
-    sidecar → agent   {"type": "routes", "routes": [[prefix, next_hop, peer], ...],
+    sidecar → agent   {"type": "routes", "via": [[next_hop, peer, [prefix, ...]], ...],
                        "complete": bool}                             (whole set, on connect)
-                      {"type": "routes", "delta": true, "routes": [...],
+                      {"type": "routes", "delta": true, "via": [...],
                        "withdrawn": [prefix, ...], "complete": bool} (what changed, after that)
+                      (the agent also reads "routes": [[prefix, next_hop, peer], ...], the
+                      form before "via")
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -104,14 +104,18 @@ def _placeholder(node: str) -> BGPIntent:
     return BGPIntent(node=node, router_id=zero, local_as=64512, address=zero)
 
 
-class _Text(dict[object, str]):
-    """str() of addresses, each formatted once per message (next hops and peers repeat)."""
-
-    def __call__(self, value: object) -> str:
-        text = self.get(value)
-        if text is None:
-            text = self[value] = str(value)
-        return text
+def _by_next_hop(routes: Iterable[tuple[IPNetwork, tuple[IPAddress, IPAddress] | None]]
+                 ) -> list[list[Any]]:
+    """[[next hop, peer, [prefix, ...]], ...]: thousands of prefixes share a handful of next
+    hops, and a triple per route was ~3 JSON values more per route to write and to read."""
+    groups: dict[tuple[IPAddress, IPAddress], list[str]] = {}
+    for prefix, best in routes:
+        if best is not None:
+            group = groups.get(best)
+            if group is None:
+                group = groups[best] = []
+            group.append(str(prefix))
+    return [[str(hop), str(peer), prefixes] for (hop, peer), prefixes in groups.items()]
 
 
 class Sidecar:
@@ -320,26 +324,17 @@ class Sidecar:
 
     def _routes_message(self) -> dict[str, Any]:
         """The whole learned set: what a newly connected agent gets first."""
-        text = _Text()
         return {"type": "routes", "complete": self._complete(),
-                "routes": [[str(prefix), text(hop), text(peer)]
-                           for prefix, (hop, peer) in self.rib.learned().items()]}
+                "via": _by_next_hop(self.rib.learned().items())}
 
     @staticmethod
     def _delta_message(changes: dict[IPNetwork, tuple[IPAddress, IPAddress] | None],
                        complete: bool) -> dict[str, Any]:
-        """What changed since the last message: routes set (prefix, next hop, peer) and
+        """What changed since the last message: routes set (by next hop and peer) and
         prefixes withdrawn. Each entry is absolute, so applying one twice does no harm."""
-        text = _Text()
-        routes = []
-        withdrawn = []
-        for prefix, best in changes.items():
-            if best is None:
-                withdrawn.append(str(prefix))
-            else:
-                routes.append([str(prefix), text(best[0]), text(best[1])])
-        return {"type": "routes", "complete": complete, "delta": True, "routes": routes,
-                "withdrawn": withdrawn}
+        withdrawn = [str(prefix) for prefix, best in changes.items() if best is None]
+        return {"type": "routes", "complete": complete, "delta": True,
+                "via": _by_next_hop(changes.items()), "withdrawn": withdrawn}
 
     def _send_routes(self, conn: Conn) -> None:
         self._send(conn, self._routes_message())

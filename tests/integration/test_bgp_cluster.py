@@ -39,7 +39,8 @@ def learned(cluster: LabCluster, node: LabNode) -> dict[str, tuple[str, str]]:
         for line in conn.lines():
             msg = json.loads(line)
             if msg.get("type") == "routes":
-                return {r[0]: (r[1], r[2]) for r in msg["routes"]}
+                return {prefix: (hop, peer) for hop, peer, prefixes in msg["via"]
+                        for prefix in prefixes}
         return {}
     finally:
         conn.close()

@@ -98,6 +98,17 @@ def test_a_delta_applied_twice_changes_nothing_more(ends: Ends) -> None:
     assert ends.agent_holds() == ends.sidecar_holds() == {net("10.65.1.0/26"): A}
 
 
+def test_the_agent_reads_grouped_and_per_route_forms_alike(ends: Ends) -> None:
+    """A sidecar sends routes grouped by next hop ("via"); the per-route triples ("routes")
+    an earlier sidecar sent are still read, also both in one message."""
+    ends.link._on_line(json.dumps({"type": "routes", "via": [
+        ["10.0.0.2", "10.0.0.2", ["10.65.1.0/26", "10.65.2.0/26"]],
+        ["10.0.0.3", "10.0.0.3", ["10.65.3.0/26"]]],
+        "routes": [["10.65.4.0/26", "10.0.0.3", "10.0.0.3"]]}))
+    assert ends.agent_holds() == {net("10.65.1.0/26"): A, net("10.65.2.0/26"): A,
+                                  net("10.65.3.0/26"): B, net("10.65.4.0/26"): B}
+
+
 def test_a_new_full_set_replaces_everything_held(ends: Ends) -> None:
     ends.announce(A, "10.65.1.0/26")
     ends.send_full()
@@ -117,6 +128,11 @@ GONE = ["10.65.1.0/26"]  # each bad message also withdraws this: applying it hal
     {"routes": [["10.65.5.0/26"]], "withdrawn": GONE},
     {"routes": [], "withdrawn": [*GONE, "10.65.1.0/99"]},
     {"routes": [], "withdrawn": GONE[0]},  # not a list
+    {"via": [["10.0.0.2", "10.0.0.2", ["10.65.5.0/26", "10.65.6.1/26"]]], "withdrawn": GONE},
+    {"via": [["nowhere", "10.0.0.2", ["10.65.5.0/26"]]], "withdrawn": GONE},
+    {"via": [["10.0.0.2", "10.0.0.2", "10.65.5.0/26"]], "withdrawn": GONE},  # not a list
+    {"via": [["10.0.0.2", ["10.65.5.0/26"]]], "withdrawn": GONE},  # no peer
+    {"via": {"10.0.0.2": ["10.65.5.0/26"]}, "withdrawn": GONE},
 ])
 def test_a_bad_message_is_skipped_whole_and_changes_nothing(ends: Ends, bad: dict[str, object],
                                                             ) -> None:
@@ -161,13 +177,13 @@ def test_the_sidecar_sends_the_whole_set_on_connect_then_one_delta_per_change(
     agent = AgentEnd()
     sidecar.handle(("agent", agent))
     assert agent.sent == [{"type": "routes", "complete": False,
-                           "routes": [["10.65.1.0/26", "10.0.0.2", "10.0.0.2"]]}]
+                           "via": [["10.0.0.2", "10.0.0.2", ["10.65.1.0/26"]]]}]
     sidecar._tick()  # the change before the connect goes out once more: harmless, absolute
     ends.announce(B, "10.65.2.0/26")
     ends.withdraw(A, "10.65.1.0/26")
     sidecar._tick()
     assert agent.sent[-1] == {"type": "routes", "complete": False, "delta": True,
-                              "routes": [["10.65.2.0/26", "10.0.0.3", "10.0.0.3"]],
+                              "via": [["10.0.0.3", "10.0.0.3", ["10.65.2.0/26"]]],
                               "withdrawn": ["10.65.1.0/26"]}
     sent = len(agent.sent)
     sidecar._tick()
