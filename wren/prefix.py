@@ -52,16 +52,23 @@ class Prefix4(ipaddress.IPv4Network):
     made by `parse_prefix`, its canonical text kept."""
 
     _text: str | None = None
+    # Plain attributes where IPv4Network has properties: each is read several times per
+    # learned prefix (keys, containment, version checks), and a property is a Python call.
+    version = 4
+    max_prefixlen = 32
+    prefixlen: int = 0  # always set per instance
 
     def __init__(self, address: object, strict: bool = True) -> None:
         super().__init__(address, strict)
         self._hash = hash(int(self.network_address) ^ int(self.netmask))
+        self.prefixlen = self._prefixlen  # type: ignore[attr-defined]  # set by __init__
 
     def __hash__(self) -> int:
         return self._hash
 
     def __str__(self) -> str:
-        return self._text or super().__str__()
+        # `_prefixlen`: IPv4Network.__init__ formats errors before `prefixlen` is ours to set.
+        return self._text or f"{self.network_address}/{self._prefixlen}"  # type: ignore[attr-defined]
 
 
 _MASKS = [ipaddress.IPv4Address(((1 << 32) - 1) ^ ((1 << (32 - n)) - 1)) for n in range(33)]
@@ -79,6 +86,7 @@ def _fast(address: int, length: int) -> Prefix4 | None:
     prefix.netmask = mask
     prefix._prefixlen = length  # type: ignore[attr-defined]  # what __init__ sets
     prefix._hash = hash(address ^ mask_int)
+    prefix.prefixlen = length
     return prefix
 
 
