@@ -35,7 +35,7 @@ from wren.datastore.watcher import InSync, Status, Update
 from wren.errors import ValidationError
 from wren.log import get_logger
 
-__all__ = ["Agent", "ApplyReport", "BGPLink", "Dataplane", "LearnedRoutes"]
+__all__ = ["Agent", "ApplyReport", "BGPLink", "Dataplane", "LearnedChanges", "LearnedRoutes"]
 
 _log = get_logger(__name__)
 _WAKE = object()
@@ -46,6 +46,14 @@ class LearnedRoutes:
     """The full set of routes the BGP sidecar currently offers: prefix → next hop."""
 
     routes: Mapping[IPNetwork, IPAddress]
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedChanges:
+    """What changed in that set since the previous LearnedRoutes or LearnedChanges:
+    prefix → next hop, None for a prefix no longer offered."""
+
+    changes: Mapping[IPNetwork, IPAddress | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,9 +176,10 @@ class Agent:
             if isinstance(msg, Status) and not msg.connected:
                 self._metrics.datastore_reconnects.labels(kind=msg.kind).inc()
             self._report_datastore()
-        elif isinstance(msg, LearnedRoutes):
-            if self.state.set_learned(msg.routes):
-                self._metrics.bgp_routes_learned.set(len(msg.routes))
+        elif isinstance(msg, LearnedRoutes | LearnedChanges):
+            if (self.state.set_learned(msg.routes) if isinstance(msg, LearnedRoutes)
+                    else self.state.update_learned(msg.changes)):
+                self._metrics.bgp_routes_learned.set(len(self.state.learned))
                 self._dirty = True
         elif self._dataplane.on_kernel_event(msg):
             pass  # the tables noted it; the next apply repairs what differs
@@ -191,6 +200,7 @@ class Agent:
             if calc_input.felix.route_refresh_interval:
                 self._refresh = calc_input.felix.route_refresh_interval
             self.desired = self._calc.compute(calc_input)
+            self.state.learned_seen()
             for warning in self.desired.warnings:
                 _log.warning("calc", detail=warning)
             self._dataplane.on_desired(self.desired)

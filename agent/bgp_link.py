@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.agent import Agent, LearnedRoutes
+from agent.agent import Agent, LearnedChanges, LearnedRoutes
 from agent.calc.bgp_intent import BGPInputs, compute_intent
 from agent.calc.cluster_state import ClusterState
 from agent.calc.desired import DesiredDataplane, IPAddress, IPNetwork
@@ -160,16 +160,26 @@ class BGPChannelLink:
         except ValueError as err:
             _log.warning("bad message from wren-bgp; skipped", error=str(err), line=line[:200])
             return
-        if msg.get("delta"):
+        delta = bool(msg.get("delta"))
+        if delta:
             for prefix in withdrawn:
                 self._current.pop(prefix, None)
             self._current.update(routes)
         else:
             self._current = routes
-        if msg.get("complete"):
+        if msg.get("complete") and self._stale:
             self._stale = {}
+            delta = False  # the kept routes go: say the whole set
+        if delta:
+            # Only what changed, as the agent sees it: a withdrawn prefix falls back to the
+            # route kept from before a reconnect, if any.
+            changes: dict[IPNetwork, IPAddress | None] = {p: self._stale.get(p)
+                                                           for p in withdrawn}
+            changes.update(routes)
+            self._post(LearnedChanges(changes))
         self._expire_stale()
-        self._post(LearnedRoutes(self._stale | self._current))
+        if not delta:
+            self._post(LearnedRoutes(self._stale | self._current))
 
     def _expire_stale(self) -> None:
         if self._stale and self._clock() >= self._stale_until:

@@ -59,7 +59,7 @@ class HostReader:
         me = state.of("Node").get(state.node_name)
         address = me.spec.bgp.ipv4_address if isinstance(me, Node) and me.spec.bgp else None
         hops = frozenset() if address is None else frozenset(
-            hop for hop in set(state.learned.values())
+            hop for hop in state.learned_next_hops
             if hop.version == 4 and hop not in address.network)
         now = self._clock()
         kept = self._kept

@@ -7,7 +7,7 @@ bad edit never half-programs the node (DESIGN: every bad input changes nothing).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar, cast
@@ -53,6 +53,10 @@ class ClusterState:
     node_name: str
     resources: dict[str, dict[str, Resource]] = field(default_factory=dict)
     learned: dict[IPNetwork, IPAddress] = field(default_factory=dict)
+    # The prefixes whose next hop changed since the calc last took its input (`learned_seen`);
+    # None: not known (a whole new set came), the calc compares the two sets itself.
+    learned_changed: set[IPNetwork] | None = None
+    _hops: dict[IPAddress, int] = field(default_factory=dict)  # next hop → prefixes using it
 
     def apply(self, kind: str, key: str, body: Mapping[str, Any] | None) -> bool:
         """Record one update; returns whether anything calc reads changed.
@@ -75,10 +79,51 @@ class ClusterState:
         return old is None or _content(old) != _content(resource)
 
     def set_learned(self, routes: Mapping[IPNetwork, IPAddress]) -> bool:
-        if dict(routes) == self.learned:
+        """A whole new learned set (prefix → next hop); returns whether it differs."""
+        if routes == self.learned:
             return False
         self.learned = dict(routes)
+        self.learned_changed = None
+        hops: dict[IPAddress, int] = {}
+        for hop in self.learned.values():
+            hops[hop] = hops.get(hop, 0) + 1
+        self._hops = hops
         return True
+
+    def update_learned(self, changes: Mapping[IPNetwork, IPAddress | None]) -> bool:
+        """What changed in the learned set (prefix → next hop, None: withdrawn), applied in
+        place: at 10,000 learned prefixes, copying and comparing the whole set for every
+        message of a few hundred cost more than the changes themselves."""
+        learned, hops, changed = self.learned, self._hops, self.learned_changed
+        any_change = False
+        for prefix, hop in changes.items():
+            old = learned.get(prefix)
+            if old == hop:
+                continue
+            if old is not None:
+                left = hops[old] - 1
+                if left:
+                    hops[old] = left
+                else:
+                    del hops[old]
+            if hop is None:
+                del learned[prefix]
+            else:
+                learned[prefix] = hop
+                hops[hop] = hops.get(hop, 0) + 1
+            if changed is not None:
+                changed.add(prefix)
+            any_change = True
+        return any_change
+
+    def learned_seen(self) -> None:
+        """The calc has computed from the current learned set: count changes afresh."""
+        self.learned_changed = set()
+
+    @property
+    def learned_next_hops(self) -> Collection[IPAddress]:
+        """The distinct next hops of the learned set."""
+        return self._hops.keys()
 
     def of(self, kind: str) -> dict[str, Any]:
         return self.resources.get(kind, {})
@@ -92,7 +137,9 @@ class ClusterState:
             nodes=self._view("Node", Node),
             blocks=self._view("IPAMBlock", IPAMBlock),
             endpoints=self._view("WorkloadEndpoint", WorkloadEndpoint),
-            learned=self.learned,  # replaced by set_learned, never changed in place
+            learned=self.learned,  # changed in place by update_learned: valid until then
+            learned_changed=(None if self.learned_changed is None
+                             else frozenset(self.learned_changed)),
             felix=felix_settings(self.of("FelixConfiguration"), self.node_name),
             host=host,
         )

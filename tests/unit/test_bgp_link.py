@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.agent import LearnedRoutes
+from agent.agent import LearnedChanges, LearnedRoutes
 from agent.bgp_link import BGPChannelLink
+from agent.calc.cluster_state import ClusterState
 from bgp.exabgp_json import Attributes
 from bgp.intent import BGPIntent, IPAddress, IPNetwork, PeerIntent
 from bgp.sidecar import Sidecar, SidecarConfig
@@ -41,9 +42,17 @@ class Ends:
         self.sidecar = Sidecar(SidecarConfig(node_name="me", run_dir=tmp, exabgp="exabgp"))
         self.sidecar.intent = INTENT
         self.sidecar.rib.set_intent(INTENT)
-        self.posted: list[LearnedRoutes] = []
+        self.posted: list[object] = []
+        self.state = ClusterState("me")  # the agent's side, as its loop applies what is posted
         self.link = BGPChannelLink(node_name="me", socket_path=tmp / "bgp.sock",
-                                   post=self.posted.append)  # type: ignore[arg-type]
+                                   post=self.post)
+
+    def post(self, msg: object) -> None:
+        self.posted.append(msg)
+        if isinstance(msg, LearnedRoutes):
+            self.state.set_learned(msg.routes)
+        elif isinstance(msg, LearnedChanges):
+            self.state.update_learned(msg.changes)
 
     def announce(self, source: IPAddress, *prefixes: str, hop: str | None = None) -> None:
         self.sidecar.rib.on_update(source, [(net(p), ip(hop) if hop else source)
@@ -60,7 +69,7 @@ class Ends:
             self.sidecar.rib.take_changes(), complete=False)))
 
     def agent_holds(self) -> dict[IPNetwork, IPAddress]:
-        return dict(self.posted[-1].routes)
+        return dict(self.state.learned)
 
     def sidecar_holds(self) -> dict[IPNetwork, IPAddress]:
         return {p: hop for p, (hop, _) in self.sidecar.rib.learned().items()}
@@ -155,6 +164,42 @@ def test_unchanged_routes_keep_the_same_next_hop_object(ends: Ends) -> None:
     ends.send_delta()
     assert ends.agent_holds()[net("10.65.1.0/26")] is first
     assert ends.agent_holds()[net("10.65.2.0/26")] is first  # the same hop text, parsed once
+
+
+def test_after_a_reconnect_kept_routes_stand_in_until_the_sidecar_is_complete(
+        ends: Ends) -> None:
+    """Routes kept from before the channel dropped stay, under the new ones, until the
+    sidecar says it is complete; a withdrawn prefix falls back to its kept route."""
+    ends.announce(A, "10.65.1.0/26", "10.65.2.0/26")
+    ends.send_full()
+    ends.sidecar.rib.take_changes()
+    ends.link._stale = dict(ends.link._current)  # what `_run` does when the channel drops
+    ends.link._stale_until = float("inf")
+    ends.link._on_line(json.dumps({"type": "routes", "complete": False,
+                                   "via": [["10.0.0.3", "10.0.0.3", ["10.65.2.0/26"]]]}))
+    assert ends.agent_holds() == {net("10.65.1.0/26"): A, net("10.65.2.0/26"): B}
+    ends.link._on_line(json.dumps({"type": "routes", "complete": False, "delta": True,
+                                   "via": [["10.0.0.3", "10.0.0.3", ["10.65.3.0/26"]]],
+                                   "withdrawn": ["10.65.2.0/26"]}))
+    assert ends.agent_holds() == {net("10.65.1.0/26"): A, net("10.65.2.0/26"): A,
+                                  net("10.65.3.0/26"): B}
+    ends.link._on_line(json.dumps({"type": "routes", "complete": True, "delta": True,
+                                   "via": [], "withdrawn": []}))
+    assert ends.agent_holds() == {net("10.65.3.0/26"): B}
+    assert isinstance(ends.posted[-1], LearnedRoutes)  # dropping kept routes: the whole set
+
+
+def test_deltas_reach_the_agent_as_changes_not_as_the_whole_set(ends: Ends) -> None:
+    ends.announce(A, *(f"10.65.{i}.0/26" for i in range(50)))
+    ends.send_full()
+    ends.sidecar.rib.take_changes()
+    ends.announce(B, "10.65.60.0/26")
+    ends.withdraw(A, "10.65.0.0/26")
+    ends.send_delta()
+    last = ends.posted[-1]
+    assert isinstance(last, LearnedChanges)
+    assert last.changes == {net("10.65.60.0/26"): B, net("10.65.0.0/26"): None}
+    assert ends.agent_holds() == ends.sidecar_holds()
 
 
 class AgentEnd:

@@ -1,5 +1,6 @@
 """The agent's view of the cluster: validation at the boundary, Felix's config precedence."""
 
+import ipaddress
 from typing import Any
 
 import pytest
@@ -78,3 +79,22 @@ def test_calc_input_reads_the_live_tables_without_copying_them() -> None:
     with pytest.raises(TypeError):
         inp.pools["q"] = inp.pools["p"]  # type: ignore[index]
     assert inp.learned is state.learned
+
+
+def test_learned_changes_are_applied_in_place_and_counted_for_the_calc() -> None:
+    a, b = ipaddress.ip_address("10.0.1.12"), ipaddress.ip_address("10.0.1.13")
+    one, two = ipaddress.ip_network("10.65.1.0/26"), ipaddress.ip_network("10.65.2.0/26")
+    state = ClusterState("n1")
+    assert state.set_learned({one: a})
+    assert state.learned_changed is None  # a whole new set: the calc compares for itself
+    state.learned_seen()
+    held = state.learned
+    assert not state.update_learned({one: a, two: None})  # nothing new
+    assert state.update_learned({two: b})
+    assert state.update_learned({one: None})
+    assert state.learned is held and held == {two: b}
+    assert state.learned_changed == {one, two}
+    assert set(state.learned_next_hops) == {b}
+    assert state.calc_input(HostFacts()).learned_changed == frozenset({one, two})
+    state.learned_seen()
+    assert state.learned_changed == set()

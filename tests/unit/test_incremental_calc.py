@@ -13,6 +13,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.calc.cluster_state import ClusterState
 from agent.calc.dataplane_calc import (
     CalcInput,
     DesiredCalc,
@@ -179,6 +180,50 @@ def test_desired_calc_equals_compute_desired(steps: list[Any]) -> None:
                 assert {d for d in old_b.keys() | new_b.keys()
                         if old_b.get(d) is not new_b.get(d)} <= desired.delta.blocks
         previous = desired
+
+
+LEARNED_PREFIXES = [net("10.65.1.0/26"), net("10.65.2.0/26"), net("10.65.0.1/32"),
+                    net("192.168.0.0/24"), net("10.0.0.0/16"), net("10.66.3.0/26")]
+LEARNED_HOPS = [None, ip("10.0.1.12"), ip("10.0.2.11"), ip("10.0.1.1")]
+learned_ops = st.one_of(
+    st.tuples(st.just("whole"), st.integers(min_value=0, max_value=3)),
+    st.tuples(st.just("change"), st.dictionaries(st.sampled_from(LEARNED_PREFIXES),
+                                                 st.sampled_from(LEARNED_HOPS), max_size=4)),
+    st.tuples(st.just("infra"), st.tuples(st.sampled_from(["pools", "nodes", "host"]),
+                                          st.integers(min_value=0, max_value=3))),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(learned_ops, max_size=3), max_size=10))
+def test_desired_calc_fed_the_states_account_of_learned_changes_equals_compute_desired(
+        steps: list[Any]) -> None:
+    """As in the agent: the learned set changes in place (`update_learned`) or whole
+    (`set_learned`), and the calc trusts the state's list of changed prefixes instead of
+    comparing the two sets; any input that is not only learned routes recomputes."""
+    calc = DesiredCalc()
+    state = ClusterState("n1")
+    choice = {"pools": 0, "nodes": 1, "blocks": 0, "felix": 0, "host": 1}
+    tables: dict[str, list[Any]] = {"pools": POOLS, "nodes": NODES, "blocks": BLOCKS,
+                                    "felix": FELIX, "host": HOSTS}
+    for ops in steps:
+        for kind, arg in ops:
+            if kind == "whole":
+                state.set_learned(LEARNED[arg])
+            elif kind == "change":
+                state.update_learned(arg)
+            else:
+                choice[arg[0]] = arg[1] % len(tables[arg[0]])
+        changed = state.learned_changed
+        inp = CalcInput(node_name="n1", learned=state.learned,
+                        learned_changed=None if changed is None else frozenset(changed),
+                        **{k: tables[k][v] for k, v in choice.items()})
+        desired = calc.compute(inp)
+        state.learned_seen()
+        assert desired == compute_desired(CalcInput(
+            node_name="n1", learned=dict(state.learned),
+            **{k: tables[k][v] for k, v in choice.items()}))
+        assert set(state.learned_next_hops) == set(state.learned.values())
 
 
 def test_an_endpoint_event_reuses_the_block_routes_and_other_routes() -> None:
