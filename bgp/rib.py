@@ -177,6 +177,11 @@ class Rib:
         return {prefix: (path.next_hop, path.peer) if (path := best.get(prefix)) else None
                 for prefix in changed}
 
+    @property
+    def pending_changes(self) -> int:
+        """How many prefixes `take_changes` would report now."""
+        return len(self._changed)
+
     def learned_count(self) -> int:
         """len(learned()) without building it."""
         return len(self._best)

@@ -62,6 +62,9 @@ _log = get_logger("wren-bgp")
 
 STATUS_INTERVAL = 2.0
 POLL_INTERVAL = 10.0  # `show neighbor json` for FSM states in the status
+# Changed prefixes after which a drain stops to publish a delta: with ExaBGP's lines queued
+# faster than we read them, the agent would otherwise wait for the whole backlog.
+PUBLISH_AT = 1000
 STABLE_AFTER = 60.0  # ExaBGP up this long resets the restart backoff
 
 
@@ -191,6 +194,8 @@ class Sidecar:
             return
         self.handle(event)
         for _ in range(50_000):
+            if self.rib.pending_changes >= PUBLISH_AT:
+                return  # let the agent program these while we read on
             try:
                 event = self.events.get_nowait()
             except queue.Empty:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ from agent.bgp_link import BGPChannelLink
 from agent.calc.cluster_state import ClusterState
 from bgp.exabgp_json import Attributes
 from bgp.intent import BGPIntent, IPAddress, IPNetwork, PeerIntent
-from bgp.sidecar import Sidecar, SidecarConfig
+from bgp.sidecar import PUBLISH_AT, Sidecar, SidecarConfig
 
 ip = ipaddress.ip_address
 net = ipaddress.ip_network
@@ -200,6 +201,37 @@ def test_deltas_reach_the_agent_as_changes_not_as_the_whole_set(ends: Ends) -> N
     assert isinstance(last, LearnedChanges)
     assert last.changes == {net("10.65.60.0/26"): B, net("10.65.0.0/26"): None}
     assert ends.agent_holds() == ends.sidecar_holds()
+
+
+def update_line(source: IPAddress, prefixes: list[str]) -> str:
+    """ExaBGP's JSON for one UPDATE (compact NLRIs), as the relay passes it on."""
+    return json.dumps({
+        "exabgp": "5.0.0", "type": "update", "neighbor": {
+            "address": {"local": "10.0.0.1", "peer": str(source)},
+            "asn": {"local": 64512, "peer": 64512}, "direction": "receive",
+            "message": {"update": {"attribute": {"origin": "igp", "local-preference": 100},
+                                   "announce": {"ipv4 unicast": {str(source): prefixes}}}}}})
+
+
+def test_a_backlog_of_updates_reaches_the_agent_in_parts_of_about_publish_at(
+        ends: Ends) -> None:
+    """The agent programs the first routes while the sidecar still reads the rest."""
+    sidecar = ends.sidecar
+    agent = AgentEnd()
+    sidecar.handle(("agent", agent))
+    nets = [str(n) for n in net("10.65.0.0/16").subnets(new_prefix=28)][:5 * 400]
+    for k in range(5):
+        sidecar.events.put(("line", None, update_line(A, nets[k * 400:(k + 1) * 400])))
+    sizes = []
+    while not sidecar.events.empty():
+        sidecar._drain(timeout=0)
+        sidecar._tick()
+        groups: list[list[Any]] = agent.sent[-1]["via"]  # type: ignore[assignment]
+        sizes.append(sum(len(group[2]) for group in groups))
+    assert len(sizes) > 1 and all(size >= PUBLISH_AT for size in sizes[:-1])
+    for message in agent.sent:
+        ends.link._on_line(json.dumps(message))
+    assert ends.agent_holds() == ends.sidecar_holds() and len(ends.agent_holds()) == len(nets)
 
 
 class AgentEnd:
