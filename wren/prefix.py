@@ -16,7 +16,9 @@ any difference every prefix takes the plain path.
 from __future__ import annotations
 
 import ipaddress
+import operator
 import socket
+from collections.abc import Callable
 
 __all__ = ["Address4", "Prefix4", "inside", "parse_address", "parse_prefix"]
 
@@ -131,7 +133,20 @@ def inside(prefix: IPNetwork, net: IPNetwork) -> bool:
     if prefix.version != net.version or prefix.prefixlen < net.prefixlen:
         return False
     shift = prefix.max_prefixlen - net.prefixlen
-    return int(prefix.network_address) >> shift == int(net.network_address) >> shift
+    return _int(prefix.network_address) >> shift == _int(net.network_address) >> shift
+
+
+def _has_ip_field() -> bool:
+    try:
+        return all(getattr(ipaddress.ip_address(a), "_ip", None) == int(ipaddress.ip_address(a))
+                   for a in ("10.1.2.3", "255.255.255.255", "fd00::1:2"))
+    except AttributeError:
+        return False
+
+
+# An address's integer: the `_ip` field int() returns (read directly, it skips a Python call
+# per address; checked at import, `int` if it ever differs).
+_int: Callable[[IPAddress], int] = operator.attrgetter("_ip") if _has_ip_field() else int
 
 
 _fast_ok = _check_fast()

@@ -98,9 +98,12 @@ class ClusterState:
         any_change = False
         for prefix, hop in changes.items():
             old = learned.get(prefix)
-            if old == hop:
+            if old is None:
+                if hop is None:
+                    continue
+            elif old is hop or old == hop:
                 continue
-            if old is not None:
+            else:
                 left = hops[old] - 1
                 if left:
                     hops[old] = left

@@ -46,7 +46,7 @@ from agent.calc.desired import (
 from agent.calc.workloads import WorkloadIndex, workload_routes
 from wren.constants import IPIP_DEVICE, VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI
 from wren.model import IPAMBlock, IPPool, Node, WorkloadEndpoint
-from wren.prefix import inside
+from wren.prefix import inside, parse_prefix
 
 __all__ = [
     "CalcInput", "DesiredCalc", "FelixSettings", "HostFacts", "compute_desired", "vxlan_mac_for",
@@ -99,8 +99,9 @@ def vxlan_mac_for(node_name: str) -> str:
 
 
 def _pools_by_cidr(pools: Mapping[str, IPPool]) -> list[tuple[IPNetwork, IPPool]]:
-    """The pools in name order with their CIDRs, the form `_pool_for` walks."""
-    return [(p.spec.cidr, p) for _, p in sorted(pools.items())]
+    """The pools in name order with their CIDRs, the form `_pool_for` walks (as `Prefix4`s,
+    whose fields `inside` reads without a Python call, once per learned prefix)."""
+    return [(parse_prefix(str(p.spec.cidr)), p) for _, p in sorted(pools.items())]
 
 
 def _pool_for(pools: Iterable[tuple[IPNetwork, IPPool]], net: IPNetwork) -> IPPool | None:
