@@ -20,7 +20,7 @@ import operator
 import socket
 from collections.abc import Callable
 
-__all__ = ["Address4", "Prefix4", "inside", "parse_address", "parse_prefix"]
+__all__ = ["Address4", "Prefix4", "address_int", "inside", "parse_address", "parse_prefix"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -32,6 +32,7 @@ class Address4(ipaddress.IPv4Address):
     `IPv4Address.__hash__` formats the address as hex text every time."""
 
     __slots__ = ("_hash",)
+    version = 4  # a plain attribute where IPv4Address has a property (read per route)
 
     def __init__(self, address: object) -> None:
         super().__init__(address)
@@ -133,7 +134,8 @@ def inside(prefix: IPNetwork, net: IPNetwork) -> bool:
     if prefix.version != net.version or prefix.prefixlen < net.prefixlen:
         return False
     shift = prefix.max_prefixlen - net.prefixlen
-    return _int(prefix.network_address) >> shift == _int(net.network_address) >> shift
+    return address_int(prefix.network_address) >> shift == \
+        address_int(net.network_address) >> shift
 
 
 def _has_ip_field() -> bool:
@@ -144,9 +146,10 @@ def _has_ip_field() -> bool:
         return False
 
 
-# An address's integer: the `_ip` field int() returns (read directly, it skips a Python call
-# per address; checked at import, `int` if it ever differs).
-_int: Callable[[IPAddress], int] = operator.attrgetter("_ip") if _has_ip_field() else int
+#: `int(address)`: the `_ip` field int() returns, read directly (it skips a Python call per
+#: address; checked at import, plain `int` if it ever differs).
+address_int: Callable[[IPAddress], int] = (operator.attrgetter("_ip") if _has_ip_field()
+                                           else int)
 
 
 _fast_ok = _check_fast()

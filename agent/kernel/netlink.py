@@ -43,6 +43,7 @@ from typing import Literal, NamedTuple, Protocol, TypeVar
 
 from wren.constants import ROUTE_PROTOCOL
 from wren.errors import TemporaryError
+from wren.prefix import address_int
 
 __all__ = [
     "AF_BRIDGE",
@@ -318,7 +319,7 @@ def prefix_key(dst: IPNetwork) -> int:
     The address stays in the low bits: CPython's dict slots come from an int's low bits, and
     with the length down there (constant across 50k /32s) lookups degraded into long probes.
     """
-    return int(dst.network_address) | dst.prefixlen << 129 | (dst.version == 6) << 128
+    return address_int(dst.network_address) | dst.prefixlen << 129 | (dst.version == 6) << 128
 
 
 # --- encoding --------------------------------------------------------------------------------
@@ -346,7 +347,7 @@ def encode_route(buf: bytearray, offset: int, *, msg_type: int, flags: int, seq:
     _FLAGS_SEQ.pack_into(buf, offset + _FLAGS_AT, flags, seq)
     buf[offset + _DST_LEN_AT] = dst.prefixlen
     if key[1] == 4:
-        _BE32.pack_into(buf, offset + _DST_AT, int(dst.network_address))
+        _BE32.pack_into(buf, offset + _DST_AT, address_int(dst.network_address))
     else:
         buf[offset + _DST_AT:offset + _DST_AT + 16] = dst.network_address.packed
     return end

@@ -104,20 +104,29 @@ class Route(_RouteFields):
         return tuple.__new__(cls, (dst, type, iface, gateway, onlink, scope, protocol, table,
                                    priority))
 
+    # The constructors below build the tuple directly: of the rules `__new__` checks, the
+    # shape each one builds can only break the gateway's version, checked here.
+
     @classmethod
     def workload(cls, dst: IPNetwork, iface: str) -> Route:
         """`<pod ip> dev caliX scope link`."""
-        return cls(dst, iface=iface)
+        return tuple.__new__(cls, (dst, "unicast", iface, None, False, None, ROUTE_PROTOCOL,
+                                   RT_TABLE_MAIN, 0))
 
     @classmethod
     def blackhole(cls, dst: IPNetwork) -> Route:
         """Our own block: unreachable addresses in it are dropped here, not sent upstream."""
-        return cls(dst, "blackhole")
+        return tuple.__new__(cls, (dst, "blackhole", None, None, False, None, ROUTE_PROTOCOL,
+                                   RT_TABLE_MAIN, 0))
 
     @classmethod
     def via(cls, dst: IPNetwork, gateway: IPAddress, *, iface: str | None = None,
             onlink: bool = False) -> Route:
-        return cls(dst, iface=iface, gateway=gateway, onlink=onlink)
+        if gateway.version != dst.version:
+            raise _bad(dst, "gateway", f"IPv{gateway.version} gateway for an "
+                                       f"IPv{dst.version} destination")
+        return tuple.__new__(cls, (dst, "unicast", iface, gateway, onlink, None, ROUTE_PROTOCOL,
+                                   RT_TABLE_MAIN, 0))
 
 
 def _bad(dst: IPNetwork, field_name: str, rule: str) -> ValidationError:
@@ -213,7 +222,14 @@ class RouteTable:
             keys.add(key)
         if s.unwanted_since:
             s.unwanted_since.pop(key, None)
-        self._resolve(key, route)
+        msg = self._to_msg(route)
+        if msg is None:
+            s.waiting.add(key)
+            self._tracker.delete_desired(key)
+        else:
+            if s.waiting:
+                s.waiting.discard(key)
+            self._tracker.set_desired(key, msg)
 
     def delete_route(self, dst: IPNetwork) -> None:
         self._delete(_key(dst))
@@ -466,8 +482,8 @@ class RouteTable:
 
     # -- conversions --------------------------------------------------------------------------
 
-    def _resolve(self, key: _Key, route: Route | None = None) -> None:
-        msg = self._to_msg(self._s.wanted[key] if route is None else route)
+    def _resolve(self, key: _Key) -> None:
+        msg = self._to_msg(self._s.wanted[key])
         if msg is None:
             self._s.waiting.add(key)
             self._tracker.delete_desired(key)
