@@ -262,8 +262,13 @@ class Rib:
         nothing: dict[IPNetwork, Path] = {}
         for prefix in prefixes:
             holders = by_prefix.get(prefix, ())
-            candidates = [path for p in holders
-                          if (path := accepted.get(p, nothing).get(prefix)) is not None]
+            if len(holders) == 1:  # the usual case, without building a list per prefix
+                (holder,) = holders
+                only = accepted.get(holder, nothing).get(prefix)
+                candidates = [] if only is None else [only]
+            else:
+                candidates = [path for p in holders
+                              if (path := accepted.get(p, nothing).get(prefix)) is not None]
             if not candidates:
                 still = {p for p in holders if prefix in self.adj_in.get(p, nothing)}
                 if still:

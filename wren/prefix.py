@@ -75,17 +75,20 @@ class Prefix4(ipaddress.IPv4Network):
 
 
 _MASKS = [ipaddress.IPv4Address(((1 << 32) - 1) ^ ((1 << (32 - n)) - 1)) for n in range(33)]
+_MASK_INTS = [int(mask) for mask in _MASKS]
 _fast_ok = False
 
 
 def _fast(address: int, length: int) -> Prefix4 | None:
     """What `Prefix4((address, length))` makes, for 0 <= length <= 30; None if host bits."""
-    mask = _MASKS[length]
-    mask_int = int(mask)
+    mask_int = _MASK_INTS[length]
     if address & mask_int != address:
         return None
+    network_address = object.__new__(ipaddress.IPv4Address)
+    network_address._ip = address  # type: ignore[attr-defined]  # what its __init__ sets
     prefix = object.__new__(Prefix4)
-    prefix.network_address = ipaddress.IPv4Address(address)
+    prefix.network_address = network_address
+    mask = _MASKS[length]
     prefix.netmask = mask
     prefix._prefixlen = length  # type: ignore[attr-defined]  # what __init__ sets
     prefix._hash = hash(address ^ mask_int)
