@@ -150,9 +150,10 @@ def run(endpoints: int, events: int, work: Path, *, profile: bool) -> dict[str, 
                                f"kernel has {kernel_route_count(node.netns)}")
         # The monitor's time is exact unless a burst overflowed its socket (ENOBUFS); then the
         # dump that saw them all is the upper bound.
-        done = max(monitor.seen.values()) if len(monitor.seen) >= want else polled
+        last = monitor.last
+        done = last if monitor.count >= want and last is not None else polled
         result["sync_s"] = round(done - start, 3)
-        result["sync_from_monitor"] = len(monitor.seen) >= want
+        result["sync_from_monitor"] = monitor.count >= want
         time.sleep(3.0)  # let it settle (upkeep, health, the first gc.freeze())
         pid = proc.popen.pid
         result["rss_kb"] = status(pid)
