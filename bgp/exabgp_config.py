@@ -98,6 +98,9 @@ def render_env(intent: BGPIntent | None, *, run_dir: str) -> dict[str, str]:
         "exabgp_api_respawn": "true",
         "exabgp_log_destination": "stderr",
         "exabgp_log_level": "INFO",
+        # Not a line per received UPDATE ("statistics for receive-update counter N"): with
+        # 10,000 routes arriving that is ~40 log lines, each a stdlib logging call.
+        "exabgp_log_statistics": "false",
         "exabgp_daemon_pid": "",
         "exabgp_cache_attributes": "true",
         "exabgp_api_pipename": f"{run_dir}/exabgp",
