@@ -35,6 +35,7 @@ class Conn:
         self.sock = sock
         self._lock = threading.Lock()
         self._closed = False
+        _roomy(sock)
 
     def send_lines(self, lines: list[str]) -> None:
         data = "".join(line + "\n" for line in lines).encode()
@@ -77,6 +78,22 @@ class Conn:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
+
+
+#: Bytes a writer may have in flight: a burst of 10,000 routes is ~0.5 MB of JSON, and with
+#: the default ~200 KB the writer (ExaBGP, through the relay; the sidecar, to the agent) stalled
+#: whenever the reader's thread waited for its process's GIL.
+SEND_BUFFER = 4 << 20
+_SO_SNDBUFFORCE = 32
+
+
+def _roomy(sock: socket.socket) -> None:
+    """A send buffer of SEND_BUFFER: forced when we may (root), else as far as wmem_max allows."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_SNDBUFFORCE, SEND_BUFFER)
+    except OSError:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
 
 
 class Listener:

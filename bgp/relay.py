@@ -9,6 +9,8 @@ exit at stdin EOF. If the sidecar goes away this exits too; ExaBGP then respawns
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import os
 import sys
 import threading
@@ -18,6 +20,8 @@ from pathlib import Path
 from bgp.channel import Conn, connect
 
 __all__ = ["main"]
+
+PIPE_SIZE = 1 << 20  # the default /proc/sys/fs/pipe-max-size
 
 
 def _connect(path: Path, deadline: float) -> Conn:
@@ -48,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         os._exit(0)  # the sidecar went away: ExaBGP respawns us, we reconnect
 
     threading.Thread(target=to_exabgp, daemon=True).start()
+    # A roomier pipe from ExaBGP: its writes block its whole loop (no keepalives, no parsing)
+    # whenever we fall behind for a moment; 64 KiB is ~3,000 routes of JSON.
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(sys.stdin.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
     stdin = sys.stdin.buffer
     while True:
         line = stdin.readline()
