@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import socket
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
 from bgp import channel
+from bgp import relay as relay_module
 from bgp.channel import Conn
 
 
@@ -62,3 +69,49 @@ def test_a_line_longer_than_the_limit_ends_the_stream(monkeypatch: pytest.Monkey
         done.set()
         writer.join()
         conn.close()
+
+
+def test_a_writer_can_have_a_whole_burst_in_flight() -> None:
+    """~0.5 MB of routes must not block the writer while the reader waits for its GIL."""
+    ours, theirs = socket.socketpair()
+    conn = Conn(ours)
+    try:
+        wmem_max = int(Path("/proc/sys/net/core/wmem_max").read_text())
+        granted = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2  # doubled
+        assert granted >= min(channel.SEND_BUFFER, wmem_max)
+        if os.geteuid() == 0:
+            assert granted >= channel.SEND_BUFFER
+    finally:
+        conn.close()
+        theirs.close()
+
+
+def test_the_relay_widens_the_pipe_exabgp_writes_into(tmp_path: Path) -> None:
+    """ExaBGP blocks its whole loop when the relay's stdin pipe is full (64 KiB by default)."""
+    path = tmp_path / "relay.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    server.settimeout(10)
+    relay = subprocess.Popen([sys.executable, "-m", "bgp.relay", "--socket", str(path)],
+                             stdin=subprocess.PIPE)
+    try:
+        accepted, _ = server.accept()
+        assert relay.stdin is not None
+        deadline = time.monotonic() + 10
+        size = 0
+        while time.monotonic() < deadline:  # it widens the pipe just after connecting
+            size = fcntl.fcntl(relay.stdin.fileno(), fcntl.F_GETPIPE_SZ)
+            if size >= relay_module.PIPE_SIZE:
+                break
+            time.sleep(0.02)
+        assert size >= relay_module.PIPE_SIZE
+        relay.stdin.write(b'{"a": 1}\n')
+        relay.stdin.flush()
+        accepted.settimeout(10)
+        assert accepted.recv(100) == b'{"a": 1}\n'
+        accepted.close()
+    finally:
+        relay.kill()
+        relay.wait()
+        server.close()

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wren.prefix import Prefix4, parse_prefix
+from wren.prefix import Address4, Prefix4, address_int, inside, parse_address, parse_prefix
 
 
 @given(st.integers(0, 2**32 - 1), st.integers(0, 32))
@@ -25,6 +25,11 @@ def test_parses_every_ipv4_prefix_as_ip_network_does(address: int, length: int) 
     assert got == expected and hash(got) == hash(expected) and str(got) == str(expected)
     assert {expected: 1}[got] == 1 and {got: 1}[expected] == 1
     assert got.prefixlen == expected.prefixlen and not got < expected and not expected < got
+    assert (got.version, got.max_prefixlen) == (4, 32)
+    assert got.network_address == expected.network_address
+    assert str(got.network_address) == str(expected.network_address)
+    assert got.broadcast_address == expected.broadcast_address
+    assert inside(got, expected) and inside(expected, got)
 
 
 @pytest.mark.parametrize("text", [
@@ -57,3 +62,31 @@ def test_the_short_path_is_in_use_on_this_python() -> None:
     import wren.prefix
 
     assert wren.prefix._fast_ok
+
+
+@given(st.integers(0, 2**32 - 1))
+def test_a_parsed_address_equals_and_hashes_like_ip_address(value: int) -> None:
+    text = str(ipaddress.IPv4Address(value))
+    got, expected = parse_address(text), ipaddress.ip_address(text)
+    assert isinstance(got, Address4) and got.version == 4
+    assert got == expected and hash(got) == hash(expected) and str(got) == text
+    assert {expected: 1}[got] == 1 and {got: 1}[expected] == 1
+    assert address_int(got) == address_int(expected) == value
+
+
+def test_parse_address_falls_back_to_ip_address_for_ipv6_and_errors() -> None:
+    assert parse_address("fd00::1") == ipaddress.ip_address("fd00::1")
+    with pytest.raises(ValueError):
+        parse_address("10.0.0.256")
+    with pytest.raises(ValueError):
+        parse_address("nowhere")
+
+
+def test_inside_compares_families_lengths_and_bits() -> None:
+    net = ipaddress.ip_network
+    assert inside(net("10.65.1.0/26"), net("10.65.0.0/16"))
+    assert not inside(net("10.0.0.0/8"), net("10.65.0.0/16"))  # wider
+    assert not inside(net("10.66.1.0/26"), net("10.65.0.0/16"))
+    assert not inside(net("fd00::/64"), net("10.0.0.0/8"))  # another family
+    assert inside(net("fd00:65:0:1::/64"), net("fd00:65::/48"))
+    assert inside(parse_prefix("10.65.1.0/26"), parse_prefix("0.0.0.0/0"))
