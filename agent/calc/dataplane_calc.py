@@ -144,7 +144,9 @@ class _LearnedRoutes:
         me = _node_ip(inp.nodes.get(inp.node_name))
         self._my_net: IPNetwork | None = me.network if me is not None else None
         self._host = inp.host
-        self._local_blocks = [r.dst for r in base.block_routes.values() if r.kind == "blackhole"]
+        # As Prefix4s (their fields read without a Python call), checked against every prefix.
+        self._local_blocks = [parse_prefix(str(r.dst)) for r in base.block_routes.values()
+                              if r.kind == "blackhole"]
         self._block_routes = dict(base.block_routes)
         self._warnings: dict[IPNetwork, str] = {}
         self._by_hop: dict[tuple[int, IPAddress], _Via] = {}  # pools live as long as this
@@ -156,7 +158,7 @@ class _LearnedRoutes:
         routes = self._block_routes
         warnings = self._warnings
         for prefix in prefixes:
-            if prefix in base:
+            if base and prefix in base:
                 continue  # the datastore's route (our block, a VXLAN block) wins
             next_hop = learned.get(prefix)
             route, warning = (None, None) if next_hop is None else self._decide(prefix, next_hop)
@@ -164,10 +166,10 @@ class _LearnedRoutes:
                 routes.pop(prefix, None)
             else:
                 routes[prefix] = route
-            if warning is None:
-                warnings.pop(prefix, None)
-            else:
+            if warning is not None:
                 warnings[prefix] = warning
+            elif warnings:
+                warnings.pop(prefix, None)
 
     def infrastructure(self) -> _Infrastructure:
         """The result so far, sharing nothing mutable with this object."""
@@ -177,8 +179,9 @@ class _LearnedRoutes:
 
     def _decide(self, prefix: IPNetwork, next_hop: IPAddress) -> tuple[BlockRoute | None,
                                                                         str | None]:
-        if self._local_blocks and any(prefix.overlaps(b) for b in self._local_blocks):
-            return None, None
+        if self._local_blocks and any(inside(prefix, b) or inside(b, prefix)
+                                      for b in self._local_blocks):
+            return None, None  # overlaps one of our blocks
         pool = _pool_for(self._pools, prefix)
         my_net = self._my_net
         if pool is None and my_net is not None and prefix.version == my_net.version \
