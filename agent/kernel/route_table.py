@@ -96,9 +96,7 @@ class Route(_RouteFields):
         elif iface is None and gateway is None:
             raise _bad(dst, "iface", "a unicast route needs an interface or a gateway")
         if gateway is not None:
-            if gateway.version != dst.version:
-                raise _bad(dst, "gateway", f"IPv{gateway.version} gateway for an "
-                                           f"IPv{dst.version} destination")
+            _check_gateway(dst, gateway)
         elif onlink:
             raise _bad(dst, "onlink", "onlink needs a gateway")
         return tuple.__new__(cls, (dst, type, iface, gateway, onlink, scope, protocol, table,
@@ -122,15 +120,19 @@ class Route(_RouteFields):
     @classmethod
     def via(cls, dst: IPNetwork, gateway: IPAddress, *, iface: str | None = None,
             onlink: bool = False) -> Route:
-        if gateway.version != dst.version:
-            raise _bad(dst, "gateway", f"IPv{gateway.version} gateway for an "
-                                       f"IPv{dst.version} destination")
+        _check_gateway(dst, gateway)
         return tuple.__new__(cls, (dst, "unicast", iface, gateway, onlink, None, ROUTE_PROTOCOL,
                                    RT_TABLE_MAIN, 0))
 
 
 def _bad(dst: IPNetwork, field_name: str, rule: str) -> ValidationError:
     return ValidationError(kind="Route", name=str(dst), field=field_name, rule=rule)
+
+
+def _check_gateway(dst: IPNetwork, gateway: IPAddress) -> None:
+    if gateway.version != dst.version:
+        raise _bad(dst, "gateway", f"IPv{gateway.version} gateway for an "
+                                   f"IPv{dst.version} destination")
 
 
 @dataclass
