@@ -8,9 +8,10 @@ octet by octet another tenth. `parse_prefix` reads an IPv4 prefix with `inet_pto
 equal to, hashes like, and sorts with any other `IPv4Network` of the same prefix.
 
 Below /31 it is built without `IPv4Network.__init__` (which re-parses and re-validates what
-inet_pton already checked: half of the cost), by setting the three fields that __init__ sets.
-Those are CPython internals, so at import a few prefixes are built both ways and compared; on
-any difference every prefix takes the plain path.
+inet_pton already checked: half of the cost), by setting the fields that `IPv4Network.__init__`
+and `IPv4Address.__init__` set. Those are CPython internals, so at import a few prefixes are
+built both ways and compared; on any difference every prefix takes the plain path. The same
+goes for `address_int`, which reads an address's integer field instead of calling `int()`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import operator
 import socket
 from collections.abc import Callable
 
-__all__ = ["Address4", "Prefix4", "address_int", "inside", "parse_address", "parse_prefix"]
+__all__ = [
+    "Address4", "Prefix4", "address_int", "inside", "overlaps", "parse_address", "parse_prefix",
+]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -73,6 +76,16 @@ class Prefix4(ipaddress.IPv4Network):
         # `_prefixlen`: IPv4Network.__init__ formats errors before `prefixlen` is ours to set.
         return self._text or f"{self.network_address}/{self._prefixlen}"  # type: ignore[attr-defined]
 
+
+def _has_ip_field() -> bool:
+    return all(getattr(ipaddress.ip_address(a), "_ip", None) == int(ipaddress.ip_address(a))
+               for a in ("10.1.2.3", "255.255.255.255", "fd00::1:2"))
+
+
+_IP_FIELD = _has_ip_field()
+#: `int(address)`: the `_ip` field int() returns, read directly (it skips a Python call per
+#: address; checked at import, plain `int` if it ever differs).
+address_int: Callable[[IPAddress], int] = operator.attrgetter("_ip") if _IP_FIELD else int
 
 _MASKS = [ipaddress.IPv4Address(((1 << 32) - 1) ^ ((1 << (32 - n)) - 1)) for n in range(33)]
 _MASK_INTS = [int(mask) for mask in _MASKS]
@@ -141,18 +154,9 @@ def inside(prefix: IPNetwork, net: IPNetwork) -> bool:
         address_int(net.network_address) >> shift
 
 
-def _has_ip_field() -> bool:
-    try:
-        return all(getattr(ipaddress.ip_address(a), "_ip", None) == int(ipaddress.ip_address(a))
-                   for a in ("10.1.2.3", "255.255.255.255", "fd00::1:2"))
-    except AttributeError:
-        return False
+def overlaps(a: IPNetwork, b: IPNetwork) -> bool:
+    """`a.overlaps(b)` for prefixes: one holds the other (False across families)."""
+    return inside(a, b) or inside(b, a)
 
 
-#: `int(address)`: the `_ip` field int() returns, read directly (it skips a Python call per
-#: address; checked at import, plain `int` if it ever differs).
-address_int: Callable[[IPAddress], int] = (operator.attrgetter("_ip") if _has_ip_field()
-                                           else int)
-
-
-_fast_ok = _check_fast()
+_fast_ok = _IP_FIELD and _check_fast()  # _fast sets the address's `_ip` field

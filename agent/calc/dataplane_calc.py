@@ -46,7 +46,7 @@ from agent.calc.desired import (
 from agent.calc.workloads import WorkloadIndex, workload_routes
 from wren.constants import IPIP_DEVICE, VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI
 from wren.model import IPAMBlock, IPPool, Node, WorkloadEndpoint
-from wren.prefix import inside, parse_prefix
+from wren.prefix import inside, overlaps, parse_prefix
 
 __all__ = [
     "CalcInput", "DesiredCalc", "FelixSettings", "HostFacts", "compute_desired", "vxlan_mac_for",
@@ -179,13 +179,11 @@ class _LearnedRoutes:
 
     def _decide(self, prefix: IPNetwork, next_hop: IPAddress) -> tuple[BlockRoute | None,
                                                                         str | None]:
-        if self._local_blocks and any(inside(prefix, b) or inside(b, prefix)
-                                      for b in self._local_blocks):
-            return None, None  # overlaps one of our blocks
+        if self._local_blocks and any(overlaps(prefix, b) for b in self._local_blocks):
+            return None, None  # our block, or inside or around one
         pool = _pool_for(self._pools, prefix)
         my_net = self._my_net
-        if pool is None and my_net is not None and prefix.version == my_net.version \
-                and prefix.overlaps(my_net):
+        if pool is None and my_net is not None and overlaps(prefix, my_net):
             return None, (f"route {prefix}: learned over BGP but covers this node's subnet "
                           f"{my_net}; not programmed (it would shadow the host's own route)")
         # The rest depends on the pool and the next hop only, and thousands of prefixes

@@ -334,7 +334,8 @@ def encode_route(buf: bytearray, offset: int, *, msg_type: int, flags: int, seq:
     route was a tenth of the agent's cost per learned route).
     """
     dst = route.dst
-    key = (msg_type, dst.version, route[1:])
+    v4 = dst.version == 4
+    key = (msg_type, v4, route[1:])
     template = _route_templates.get(key)
     if template is None:
         if len(_route_templates) >= _MAX_TEMPLATES:
@@ -346,7 +347,7 @@ def encode_route(buf: bytearray, offset: int, *, msg_type: int, flags: int, seq:
     buf[offset:end] = template
     _FLAGS_SEQ.pack_into(buf, offset + _FLAGS_AT, flags, seq)
     buf[offset + _DST_LEN_AT] = dst.prefixlen
-    if key[1] == 4:
+    if v4:
         _BE32.pack_into(buf, offset + _DST_AT, address_int(dst.network_address))
     else:
         buf[offset + _DST_AT:offset + _DST_AT + 16] = dst.network_address.packed

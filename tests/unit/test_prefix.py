@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wren.prefix import Address4, Prefix4, address_int, inside, parse_address, parse_prefix
+from wren.prefix import (
+    Address4,
+    Prefix4,
+    address_int,
+    inside,
+    overlaps,
+    parse_address,
+    parse_prefix,
+)
 
 
 @given(st.integers(0, 2**32 - 1), st.integers(0, 32))
@@ -90,3 +98,14 @@ def test_inside_compares_families_lengths_and_bits() -> None:
     assert not inside(net("fd00::/64"), net("10.0.0.0/8"))  # another family
     assert inside(net("fd00:65:0:1::/64"), net("fd00:65::/48"))
     assert inside(parse_prefix("10.65.1.0/26"), parse_prefix("0.0.0.0/0"))
+
+
+def test_overlaps_is_ip_network_overlaps_for_prefixes() -> None:
+    net = ipaddress.ip_network
+    pairs = [("10.65.1.0/26", "10.65.0.0/16"), ("10.0.0.0/8", "10.65.0.0/16"),
+             ("10.66.1.0/26", "10.65.0.0/16"), ("10.65.1.0/26", "10.65.1.0/26"),
+             ("fd00::/64", "fd00::/48")]
+    for a, b in pairs:
+        assert overlaps(net(a), net(b)) == net(a).overlaps(net(b))  # type: ignore[arg-type]
+        assert overlaps(parse_prefix(a), parse_prefix(b)) == net(a).overlaps(net(b))  # type: ignore[arg-type]
+    assert not overlaps(net("fd00::/64"), net("10.0.0.0/8"))
