@@ -87,11 +87,8 @@ def bgp_panel(ax: Any, s: dict[str, Any]) -> None:
             ("announce\nWren", "announce_wren"), ("announce\nraw ExaBGP", "announce_exabgp"),
             ("announce\nBIRD 2", "announce_bird")]
     bars = [(label, key) for label, key in bars if key in s]
-    meds = [s[key]["median"] for _, key in bars]
-    lows = [s[key]["median"] - s[key]["min"] for _, key in bars]
-    highs = [s[key]["max"] - s[key]["median"] for _, key in bars]
     colors = ["tab:blue" if "Wren" in label else "tab:gray" for label, _ in bars]
-    ax.bar(range(len(bars)), meds, yerr=[lows, highs], capsize=3, color=colors)
+    _median_bars(ax, [s[key] for _, key in bars], color=colors)
     ax.set_xticks(range(len(bars)), [label for label, _ in bars], fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("ms from Established (median, min-max)")
@@ -102,14 +99,19 @@ def bgp_panel(ax: Any, s: dict[str, Any]) -> None:
 def scale_panel(ax: Any, summary: list[dict[str, Any]]) -> None:
     """Cold start to every node converged, per topology (median and min-max of the rounds)."""
     done = [d for d in summary if d.get("converged")]
-    meds = [d["converge_s"]["median"] for d in done]
-    lows = [d["converge_s"]["median"] - d["converge_s"]["min"] for d in done]
-    highs = [d["converge_s"]["max"] - d["converge_s"]["median"] for d in done]
-    ax.bar(range(len(done)), meds, yerr=[lows, highs], capsize=3)
+    _median_bars(ax, [d["converge_s"] for d in done])
     ax.set_xticks(range(len(done)), [topology_name(d) for d in done], fontsize=8)
     ax.set_ylabel("s to converge (median, min-max of rounds)")
     ax.set_title("Lab scale: cold start → every route everywhere")
     ax.grid(True, axis="y", alpha=0.3)
+
+
+def _median_bars(ax: Any, stats: list[dict[str, float]], **style: Any) -> None:
+    """One bar per `summary()` (median), its min-max as the error bar."""
+    meds = [d["median"] for d in stats]
+    ax.bar(range(len(stats)), meds, capsize=3, **style,
+           yerr=[[m - d["min"] for m, d in zip(meds, stats, strict=True)],
+                 [d["max"] - m for m, d in zip(meds, stats, strict=True)]])
 
 
 if __name__ == "__main__":
