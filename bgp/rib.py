@@ -21,6 +21,7 @@ from typing import NamedTuple
 from bgp.exabgp_json import Attributes
 from bgp.intent import BGPIntent, IPAddress, IPNetwork, PeerIntent
 from bgp.policy import Verdict, attributes_problem, export_allowed, prefix_verdict
+from wren.prefix import address_int
 
 __all__ = ["OutRoute", "Path", "PeerCounters", "Rib"]
 
@@ -280,7 +281,7 @@ class Rib:
                     self._changed.add(prefix)
                 continue
             # One path (the usual case) needs no ranking; a path compared with itself is equal.
-            best = candidates[0] if len(candidates) == 1 else min(candidates, key=self._rank)
+            best = candidates[0] if len(candidates) == 1 else self._best_of(candidates)
             current = best_paths.get(prefix)
             if current is not best and current != best:
                 best_paths[prefix] = best
@@ -289,14 +290,36 @@ class Rib:
                                                                            best.peer):
                     self._changed.add(prefix)
 
-    def _rank(self, path: Path) -> tuple[object, ...]:
-        """Lower is better: local preference, AS path length, eBGP over iBGP, then the
-        lowest router ID / address, so every node picks the same path."""
+    def _best_of(self, candidates: list[Path]) -> Path:
+        """The BGP decision process (RFC 4271 9.1.2.2, RFC 4456 9), in BIRD's order: fresh
+        before stale, then higher local preference, shorter AS path, lower origin, lower MED,
+        eBGP over iBGP, lower router ID (the ORIGINATOR_ID where a reflector set one), shorter
+        CLUSTER_LIST, lower peer address. MED compares only paths from the same neighbouring
+        AS, so it cannot be one sort key over all of them: each neighbouring AS's best is
+        chosen with MED, then those are compared without it (deterministic MED), so the
+        choice does not depend on the order the paths arrived in."""
+        by_neighbour: dict[int | None, Path] = {}
+        for path in candidates:
+            as_path = path.attributes.as_path
+            neighbour = as_path[0] if as_path else None  # None: from our own AS
+            held = by_neighbour.get(neighbour)
+            if held is None or self._rank(path, med=True) < self._rank(held, med=True):
+                by_neighbour[neighbour] = path
+        return min(by_neighbour.values(), key=self._rank)
+
+    def _rank(self, path: Path, *, med: bool = False) -> tuple[object, ...]:
+        """Lower is better; see `_best_of`. A missing local preference counts as 100 and a
+        missing MED as 0 (RFC 4271 9.1.2.2 c)."""
         a = path.attributes
         peer = self._peers.get(path.peer)
         return (path.stale, -(a.local_pref if a.local_pref is not None else 100),
-                len(a.as_path), 0 if peer is not None and peer.ebgp else 1,
-                _router_id_rank(self.router_ids.get(path.peer)), path.peer)
+                len(a.as_path), _ORIGIN_RANK.get(a.origin, 3),
+                (a.med or 0) if med else 0, 0 if peer is not None and peer.ebgp else 1,
+                _router_id_rank(a.originator_id or self.router_ids.get(path.peer)),
+                len(a.cluster_list), path.peer.version, address_int(path.peer))
+
+
+_ORIGIN_RANK = {"igp": 0, "egp": 1, "incomplete": 2}
 
 
 @functools.lru_cache(maxsize=4096)  # parsing the text costs more than the rest of _rank

@@ -195,6 +195,91 @@ def test_best_path_tie_goes_to_the_lowest_router_id_as_a_number() -> None:
     assert r.learned()[POOL_BLOCK] == (B, B)
 
 
+def test_best_path_prefers_the_lower_origin() -> None:
+    r, _ = rib()
+    announce(r, A, POOL_BLOCK, attrs=Attributes(origin="incomplete"))
+    announce(r, B, POOL_BLOCK, attrs=Attributes(origin="egp"))
+    assert r.learned()[POOL_BLOCK] == (B, B)
+    announce(r, C, POOL_BLOCK, attrs=Attributes(origin="igp"))
+    assert r.learned()[POOL_BLOCK] == (C, C)
+
+
+def test_origin_counts_only_after_the_as_path_length() -> None:
+    r, _ = rib()
+    announce(r, A, POOL_BLOCK, attrs=Attributes(origin="incomplete", as_path=(65001,)))
+    announce(r, B, POOL_BLOCK, attrs=Attributes(origin="igp", as_path=(65001, 65002)))
+    assert r.learned()[POOL_BLOCK] == (A, A)
+
+
+def test_best_path_prefers_the_lower_med_from_the_same_neighbouring_as() -> None:
+    r, _ = rib()
+    announce(r, A, POOL_BLOCK, attrs=Attributes(med=20))
+    announce(r, B, POOL_BLOCK, attrs=Attributes(med=10))
+    assert r.learned()[POOL_BLOCK] == (B, B)
+
+
+def test_a_missing_med_counts_as_zero() -> None:
+    r, _ = rib()
+    announce(r, A, POOL_BLOCK, attrs=Attributes(med=None))
+    announce(r, B, POOL_BLOCK, attrs=Attributes(med=1))
+    assert r.learned()[POOL_BLOCK] == (A, A)
+
+
+def test_med_is_not_compared_between_different_neighbouring_ases() -> None:
+    # A is 10.0.0.2 with router ID 10.0.0.2, B 10.0.0.3: on MED alone B would win.
+    r, _ = rib()
+    announce(r, A, POOL_BLOCK, attrs=Attributes(as_path=(65001,), med=50))
+    announce(r, B, POOL_BLOCK, attrs=Attributes(as_path=(65002,), med=10))
+    assert r.learned()[POOL_BLOCK] == (A, A)
+
+
+def test_med_picks_within_each_neighbouring_as_whatever_the_arrival_order() -> None:
+    # Pairwise in arrival order MED is not transitive: A beats B (router ID), B beats C
+    # (MED, same AS), C beats A (router ID) - deterministic MED gives one answer.
+    orders = [(A, B, C), (C, B, A), (B, A, C), (C, A, B)]
+    attrs = {A: Attributes(as_path=(65001,), med=5), B: Attributes(as_path=(65002,), med=10),
+             C: Attributes(as_path=(65002,), med=20)}
+    results = set()
+    for order in orders:
+        r, _ = rib()
+        r.on_open(C, "10.0.0.1", 120)  # C has the lowest router ID
+        for peer in order:
+            announce(r, peer, POOL_BLOCK, attrs=attrs[peer])
+        results.add(r.learned()[POOL_BLOCK])
+    # AS 65002's best is B (lower MED); then A (10.0.0.2) against B (10.0.0.3): A.
+    assert results == {(A, A)}
+
+
+def test_a_reflected_path_ranks_by_its_originator_id_not_the_reflectors_router_id() -> None:
+    r, _ = rib()
+    r.on_open(A, "10.0.0.2", 120)
+    r.on_open(B, "10.0.0.3", 120)
+    announce(r, A, POOL_BLOCK, next_hop=ip("10.0.0.20"),
+             attrs=Attributes(originator_id="10.0.0.30", cluster_list=("224.0.0.1",)))
+    announce(r, B, POOL_BLOCK, next_hop=ip("10.0.0.21"),
+             attrs=Attributes(originator_id="10.0.0.29", cluster_list=("224.0.0.1",)))
+    assert r.learned()[POOL_BLOCK] == (ip("10.0.0.21"), B)
+
+
+def test_best_path_prefers_the_shorter_cluster_list_after_the_router_id() -> None:
+    r, _ = rib()
+    same_origin = "10.0.0.40"
+    announce(r, A, POOL_BLOCK, next_hop=ip("10.0.0.40"),
+             attrs=Attributes(originator_id=same_origin, cluster_list=("1.1.1.1", "2.2.2.2")))
+    announce(r, B, POOL_BLOCK, next_hop=ip("10.0.0.40"),
+             attrs=Attributes(originator_id=same_origin, cluster_list=("3.3.3.3",)))
+    assert r.learned()[POOL_BLOCK] == (ip("10.0.0.40"), B)
+
+
+def test_the_last_tie_goes_to_the_lower_peer_address() -> None:
+    r, _ = rib()
+    r.on_open(A, "10.9.9.9", 120)
+    r.on_open(B, "10.9.9.9", 120)
+    announce(r, B, POOL_BLOCK)
+    announce(r, A, POOL_BLOCK)
+    assert r.learned()[POOL_BLOCK] == (A, A)
+
+
 def test_the_best_path_does_not_depend_on_arrival_order() -> None:
     one, _ = rib()
     announce(one, A, POOL_BLOCK)
