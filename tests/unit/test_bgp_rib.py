@@ -8,6 +8,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
+import pytest
+
 from bgp.exabgp_json import Attributes
 from bgp.intent import Announcement, BGPIntent, FilterRule, IPAddress, IPNetwork, PeerIntent
 from bgp.rib import OutRoute, Rib
@@ -155,11 +157,34 @@ def test_changes_name_what_the_learned_set_gained_changed_and_lost_since_the_las
 
 
 # -- best path ----------------------------------------------------------------------------------
-def test_best_path_prefers_the_higher_local_preference() -> None:
+@pytest.mark.parametrize(("a", "b", "winner"), [
+    pytest.param(Attributes(local_pref=100), Attributes(local_pref=200), B,
+                 id="higher local preference"),
+    pytest.param(Attributes(as_path=(65001, 65002)), Attributes(as_path=(65003,)), B,
+                 id="shorter AS path"),
+    pytest.param(Attributes(origin="incomplete"), Attributes(origin="egp"), B,
+                 id="lower origin"),
+    pytest.param(Attributes(origin="incomplete", as_path=(65001,)),
+                 Attributes(origin="igp", as_path=(65001, 65002)), A,
+                 id="AS path length before origin"),
+    pytest.param(Attributes(med=20), Attributes(med=10), B,
+                 id="lower MED from the same neighbouring AS"),
+    pytest.param(Attributes(med=None), Attributes(med=1), A, id="a missing MED counts as 0"),
+])
+def test_of_two_paths_the_one_with_the_better_attribute_wins(a: Attributes, b: Attributes,
+                                                              winner: IPAddress) -> None:
     r, _ = rib()
-    announce(r, A, POOL_BLOCK, attrs=Attributes(local_pref=100))
-    announce(r, B, POOL_BLOCK, attrs=Attributes(local_pref=200))
-    assert r.learned()[POOL_BLOCK] == (B, B)
+    announce(r, A, POOL_BLOCK, attrs=a)
+    announce(r, B, POOL_BLOCK, attrs=b)
+    assert r.learned()[POOL_BLOCK] == (winner, winner)
+
+
+def test_an_igp_origin_beats_egp_and_incomplete() -> None:
+    r, _ = rib()
+    announce(r, A, POOL_BLOCK, attrs=Attributes(origin="incomplete"))
+    announce(r, B, POOL_BLOCK, attrs=Attributes(origin="egp"))
+    announce(r, C, POOL_BLOCK, attrs=Attributes(origin="igp"))
+    assert r.learned()[POOL_BLOCK] == (C, C)
 
 
 def test_a_missing_local_preference_counts_as_100() -> None:
@@ -171,13 +196,6 @@ def test_a_missing_local_preference_counts_as_100() -> None:
     assert r.learned()[POOL_BLOCK] == (A, A)
 
 
-def test_best_path_prefers_the_shorter_as_path() -> None:
-    r, _ = rib()
-    announce(r, A, POOL_BLOCK, attrs=Attributes(as_path=(65001, 65002)))
-    announce(r, B, POOL_BLOCK, attrs=Attributes(as_path=(65003,)))
-    assert r.learned()[POOL_BLOCK] == (B, B)
-
-
 def test_best_path_prefers_ebgp_over_ibgp() -> None:
     r, _ = rib()
     announce(r, A, POOL_BLOCK)
@@ -185,44 +203,19 @@ def test_best_path_prefers_ebgp_over_ibgp() -> None:
     assert r.learned()[POOL_BLOCK] == (TOR, TOR)
 
 
-def test_best_path_tie_goes_to_the_lowest_router_id_as_a_number() -> None:
-    # Router ID 10.0.0.9 is lower than 10.0.0.10 (as text it would sort after it).
+@pytest.mark.parametrize(("id_a", "id_b", "winner"), [
+    # 10.0.0.9 is lower than 10.0.0.10 as a number (as text it would sort after it).
+    pytest.param("10.0.0.10", "10.0.0.9", B, id="lowest router ID, as a number"),
+    pytest.param("10.9.9.9", "10.9.9.9", A, id="same router ID: lowest peer address"),
+])
+def test_the_last_ties_go_to_the_router_id_then_the_peer_address(id_a: str, id_b: str,
+                                                                  winner: IPAddress) -> None:
     r, _ = rib()
-    r.on_open(A, "10.0.0.10", 120)
-    r.on_open(B, "10.0.0.9", 120)
-    announce(r, A, POOL_BLOCK)
+    r.on_open(A, id_a, 120)
+    r.on_open(B, id_b, 120)
     announce(r, B, POOL_BLOCK)
-    assert r.learned()[POOL_BLOCK] == (B, B)
-
-
-def test_best_path_prefers_the_lower_origin() -> None:
-    r, _ = rib()
-    announce(r, A, POOL_BLOCK, attrs=Attributes(origin="incomplete"))
-    announce(r, B, POOL_BLOCK, attrs=Attributes(origin="egp"))
-    assert r.learned()[POOL_BLOCK] == (B, B)
-    announce(r, C, POOL_BLOCK, attrs=Attributes(origin="igp"))
-    assert r.learned()[POOL_BLOCK] == (C, C)
-
-
-def test_origin_counts_only_after_the_as_path_length() -> None:
-    r, _ = rib()
-    announce(r, A, POOL_BLOCK, attrs=Attributes(origin="incomplete", as_path=(65001,)))
-    announce(r, B, POOL_BLOCK, attrs=Attributes(origin="igp", as_path=(65001, 65002)))
-    assert r.learned()[POOL_BLOCK] == (A, A)
-
-
-def test_best_path_prefers_the_lower_med_from_the_same_neighbouring_as() -> None:
-    r, _ = rib()
-    announce(r, A, POOL_BLOCK, attrs=Attributes(med=20))
-    announce(r, B, POOL_BLOCK, attrs=Attributes(med=10))
-    assert r.learned()[POOL_BLOCK] == (B, B)
-
-
-def test_a_missing_med_counts_as_zero() -> None:
-    r, _ = rib()
-    announce(r, A, POOL_BLOCK, attrs=Attributes(med=None))
-    announce(r, B, POOL_BLOCK, attrs=Attributes(med=1))
-    assert r.learned()[POOL_BLOCK] == (A, A)
+    announce(r, A, POOL_BLOCK)
+    assert r.learned()[POOL_BLOCK] == (winner, winner)
 
 
 def test_med_is_not_compared_between_different_neighbouring_ases() -> None:
@@ -269,15 +262,6 @@ def test_best_path_prefers_the_shorter_cluster_list_after_the_router_id() -> Non
     announce(r, B, POOL_BLOCK, next_hop=ip("10.0.0.40"),
              attrs=Attributes(originator_id=same_origin, cluster_list=("3.3.3.3",)))
     assert r.learned()[POOL_BLOCK] == (ip("10.0.0.40"), B)
-
-
-def test_the_last_tie_goes_to_the_lower_peer_address() -> None:
-    r, _ = rib()
-    r.on_open(A, "10.9.9.9", 120)
-    r.on_open(B, "10.9.9.9", 120)
-    announce(r, B, POOL_BLOCK)
-    announce(r, A, POOL_BLOCK)
-    assert r.learned()[POOL_BLOCK] == (A, A)
 
 
 def test_the_best_path_does_not_depend_on_arrival_order() -> None:
