@@ -138,7 +138,7 @@ def parse_prefix(text: str) -> IPNetwork:
     prefix = _fast(address_int, length_int) if _fast_ok and length_int <= 30 else None
     if prefix is None:  # also: host bits set, which the plain path reports as ip_network does
         prefix = Prefix4((address_int, length_int))
-    if length == str(prefix.prefixlen):  # "/026" would print differently
+    if length[0] != "0" or length == "0":  # "/026" would print differently
         prefix._text = text if slash else f"{text}/32"
     return prefix
 
