@@ -57,12 +57,25 @@ class ClusterState:
     # None: not known (a whole new set came), the calc compares the two sets itself.
     learned_changed: set[IPNetwork] | None = None
     _hops: dict[IPAddress, int] = field(default_factory=dict)  # next hop → prefixes using it
+    # Bumped for a kind whenever `apply` changes it, so a consumer of a few kinds (the BGP
+    # intent) can tell whether its inputs changed without rebuilding and comparing them.
+    _generations: dict[str, int] = field(default_factory=dict)
 
     def apply(self, kind: str, key: str, body: Mapping[str, Any] | None) -> bool:
         """Record one update; returns whether anything calc reads changed.
 
         Raises ValidationError for an invalid body (the caller logs it); state is unchanged.
         """
+        changed = self._apply(kind, key, body)
+        if changed:
+            self._generations[kind] = self._generations.get(kind, 0) + 1
+        return changed
+
+    def generation(self, kinds: Collection[str]) -> tuple[int, ...]:
+        """Changes `apply` made to these kinds so far: equal while none of them changed."""
+        return tuple(self._generations.get(kind, 0) for kind in kinds)
+
+    def _apply(self, kind: str, key: str, body: Mapping[str, Any] | None) -> bool:
         table = self.resources.setdefault(kind, {})
         if body is None:
             return table.pop(key, None) is not None

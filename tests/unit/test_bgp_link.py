@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
+from agent import bgp_link
 from agent.agent import LearnedChanges, LearnedRoutes
 from agent.bgp_link import BGPChannelLink
 from agent.calc.cluster_state import ClusterState
+from agent.calc.desired import DesiredDataplane
 from bgp.exabgp_json import Attributes
 from bgp.intent import BGPIntent, IPAddress, IPNetwork, PeerIntent
 from bgp.sidecar import PUBLISH_AT, Sidecar, SidecarConfig
@@ -268,3 +270,49 @@ def test_the_sidecar_sends_the_whole_set_on_connect_then_one_delta_per_change(
     for message in agent.sent:
         ends.link._on_line(json.dumps(message))
     assert ends.agent_holds() == ends.sidecar_holds() == {net("10.65.2.0/26"): B}
+
+
+# -- the intent: recomputed when what it reads changed ------------------------------------------
+NODE = {"apiVersion": "projectcalico.org/v3", "kind": "Node", "metadata": {"name": "me"},
+        "spec": {"bgp": {"ipv4Address": "10.0.0.1/24"}}}
+POOL = {"apiVersion": "projectcalico.org/v3", "kind": "IPPool", "metadata": {"name": "p"},
+        "spec": {"cidr": "10.65.0.0/16"}}
+
+
+def test_the_intent_is_recomputed_only_when_a_resource_it_reads_changed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    computed: list[BGPIntent | None] = []
+
+    def counting(inputs: bgp_link.BGPInputs, secret: Any) -> BGPIntent | None:
+        computed.append(real(inputs, secret))
+        return computed[-1]
+
+    real = bgp_link.compute_intent
+    monkeypatch.setattr(bgp_link, "compute_intent", counting)
+    now = [0.0]
+    link = BGPChannelLink(node_name="me", socket_path=Path("/nonexistent"),
+                          post=lambda _: None, clock=lambda: now[0])
+    state = ClusterState("me")
+    state.apply("Node", "me", NODE)
+    link.publish(state, DesiredDataplane())
+    assert len(computed) == 1 and computed[0] is not None
+    state.update_learned({net("10.66.1.0/26"): A})  # a learned route: not an intent input
+    link.publish(state, DesiredDataplane())
+    assert len(computed) == 1
+    state.apply("IPPool", "p", POOL)
+    link.publish(state, DesiredDataplane())
+    assert len(computed) == 2 and computed[1] != computed[0]  # the pool is now accepted
+    now[0] = bgp_link.SECRET_TTL  # a BGP password read then may have changed since
+    link.publish(state, DesiredDataplane())
+    assert len(computed) == 3
+
+
+def test_the_generation_counts_changes_not_updates() -> None:
+    state = ClusterState("me")
+    kinds = ("Node", "IPPool")
+    state.apply("Node", "me", NODE)
+    first = state.generation(kinds)
+    state.apply("Node", "me", {**NODE, "metadata": {"name": "me", "resourceVersion": "7"}})
+    assert state.generation(kinds) == first  # a bare version bump changes nothing
+    state.apply("IPPool", "p", POOL)
+    assert state.generation(kinds) != first
