@@ -247,6 +247,8 @@ class KubeAPIServer:
     from a compacted revision then gets a real 410 from the server, deterministically.
     """
 
+    SERVICE_ACCOUNTS = ("wren-system:wren-node", "wren-system:wren-cni-plugin")
+
     def __init__(self, *, binary: Path = KUBE_APISERVER_BINARY, crd_dir: Path = REPO / "crds"):
         self.binary = binary
         self.crd_dir = crd_dir
@@ -254,6 +256,9 @@ class KubeAPIServer:
         self.port = free_port()
         self.url = f"https://127.0.0.1:{self.port}"
         self.token = secrets.token_hex(16)
+        # Static tokens for the deploy manifests' service accounts, so tests can act as them
+        # under the real RBAC rules (deploy/rbac.yaml) instead of as the admin.
+        self._account_tokens = {a: secrets.token_hex(16) for a in self.SERVICE_ACCOUNTS}
         self.kubeconfig_path = self.dir / "kubeconfig"
         self.ca_path = self.dir / "ca.crt"
         self.log_path = self.dir / "kube-apiserver.log"
@@ -277,20 +282,35 @@ class KubeAPIServer:
                  cwd=d)
         _openssl("genrsa", "-out", "sa.key", "2048", cwd=d)
         _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
-        (d / "tokens.csv").write_text(f'{self.token},admin,admin-uid,"system:masters"\n')
+        lines = [f'{self.token},admin,admin-uid,"system:masters"']
+        for account, token in self._account_tokens.items():
+            namespace = account.split(":")[0]
+            lines.append(f'{token},system:serviceaccount:{account},{account},'
+                         f'"system:serviceaccounts,system:serviceaccounts:{namespace}"')
+        (d / "tokens.csv").write_text("\n".join(lines) + "\n")
         self._write_kubeconfig()
 
     def _write_kubeconfig(self) -> None:
-        self.kubeconfig_path.write_text(yaml.safe_dump({
+        self.kubeconfig_path.write_text(self._kubeconfig("admin", self.token))
+
+    def _kubeconfig(self, user: str, token: str) -> str:
+        return yaml.safe_dump({
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "wren-test", "cluster": {
                 "server": self.url, "certificate-authority": str(self.ca_path)}}],
-            "users": [{"name": "admin", "user": {"token": self.token}}],
+            "users": [{"name": user, "user": {"token": token}}],
             "contexts": [{"name": "wren-test", "context": {"cluster": "wren-test",
-                                                           "user": "admin"}}],
+                                                           "user": user}}],
             "current-context": "wren-test",
-        }))
+        })
+
+    def kubeconfig_as(self, account: str) -> Path:
+        """A kubeconfig that authenticates as service account `namespace:name` (one of
+        SERVICE_ACCOUNTS): it gets what RBAC bindings to that account grant, nothing more."""
+        path = self.dir / f"kubeconfig-{account.replace(':', '-')}"
+        path.write_text(self._kubeconfig(account, self._account_tokens[account]))
+        return path
 
     def start(self, timeout: float = 120.0) -> KubeAPIServer:
         if not self.binary.exists():

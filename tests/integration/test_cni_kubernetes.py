@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from tests.integration.test_cni_support import Lab, lab_for, links, netconf, ping, run_plugin
 from tests.servers import KubeAPIServer
 from wren.datastore.backend import Backend
 from wren.datastore.connect import backend_from_env
+from wren.errors import DatastoreUnavailable
 from wren.kinds import kind_by_name
 
 pytestmark = pytest.mark.integration
@@ -32,6 +35,32 @@ def kube(kube_apiserver: KubeAPIServer) -> Iterator[tuple[KubeAPIServer, request
         session.delete(f"{url}/apis/crd.projectcalico.org/v1/{plural}", timeout=10)
 
 
+RBAC = Path(__file__).resolve().parents[2] / "deploy" / "rbac.yaml"
+RBAC_API = "apis/rbac.authorization.k8s.io/v1"
+
+
+@pytest.fixture
+def plugin_kubeconfig(kube: tuple[KubeAPIServer, requests.Session]) -> Iterator[Path]:
+    """A kubeconfig for the plugins' service account, bound to its ClusterRole exactly as
+    deploy/rbac.yaml writes them: the plugin runs with what a cluster would give it."""
+    server, session = kube
+    docs = [d for d in yaml.safe_load_all(RBAC.read_text())
+            if d and d["metadata"]["name"] == "wren-cni-plugin"
+            and d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    assert len(docs) == 2
+    created = []
+    try:
+        for doc in docs:
+            plural = "clusterroles" if doc["kind"] == "ClusterRole" else "clusterrolebindings"
+            url = f"{server.url}/{RBAC_API}/{plural}"
+            assert session.post(url, json=doc, timeout=10).status_code == 201
+            created.append(f"{url}/{doc['metadata']['name']}")
+        yield server.kubeconfig_as("wren-system:wren-cni-plugin")
+    finally:
+        for url in created:
+            session.delete(url, timeout=10)
+
+
 @pytest.fixture
 def kbackend(kube_apiserver: KubeAPIServer) -> Iterator[Backend]:
     backend = backend_from_env({"DATASTORE_TYPE": "kubernetes",
@@ -48,7 +77,8 @@ def lab(kube_apiserver: KubeAPIServer) -> Iterator[Lab]:
 
 
 def test_add_records_the_endpoint_in_the_pod_and_del_removes_it(
-    kube: tuple[KubeAPIServer, requests.Session], kbackend: Backend, lab: Lab
+    kube: tuple[KubeAPIServer, requests.Session], kbackend: Backend, lab: Lab,
+    plugin_kubeconfig: Path,
 ) -> None:
     server, session = kube
     assert session.post(f"{server.url}/api/v1/nodes", json={
@@ -63,8 +93,9 @@ def test_add_records_the_endpoint_in_the_pod_and_del_removes_it(
                      "metadata": {"name": "wcni-pool"},
                      "spec": {"cidr": "10.90.0.0/24", "blockSize": 26}})
     node_ns = lab.node("n1", extra_ports=(server.port,))
+    # As the plugins' own service account (deploy/rbac.yaml), not as the admin.
     conf = netconf(endpoint="", node="wcni-n1", datastore_type="kubernetes",
-                   kubernetes={"kubeconfig": str(server.kubeconfig_path)})
+                   kubernetes={"kubeconfig": str(plugin_kubeconfig)})
     netns = lab.pod()
     res = run_plugin("ADD", node_ns=node_ns, conf=conf, container_id="k8sctr1", netns=netns,
                      pod="wcni-web-0")
@@ -91,3 +122,16 @@ def test_add_records_the_endpoint_in_the_pod_and_del_removes_it(
     pod = session.get(f"{server.url}/api/v1/namespaces/default/pods/wcni-web-0",
                       timeout=10).json()
     assert "cni.projectcalico.org/podIP" not in (pod["metadata"].get("annotations") or {})
+
+
+def test_the_plugins_account_may_not_touch_bgp_or_felix_resources(
+        plugin_kubeconfig: Path) -> None:
+    backend = backend_from_env({"DATASTORE_TYPE": "kubernetes",
+                                "KUBECONFIG": str(plugin_kubeconfig)})
+    try:
+        backend.list(kind_by_name("IPPool"))  # granted
+        for kind in ("BGPPeer", "BGPConfiguration", "FelixConfiguration"):
+            with pytest.raises(DatastoreUnavailable, match=r"403|[Ff]orbidden"):
+                backend.list(kind_by_name(kind))
+    finally:
+        backend.close()

@@ -212,15 +212,44 @@ def test_role_grants_exactly_the_secret_reads_in_the_agents_namespace() -> None:
     assert env["WREN_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
 
 
+PLUGIN_CODE = [*sorted((ROOT / "wren" / "cni").glob("*.py")),
+               *sorted((ROOT / "wren" / "ipam").glob("*.py"))]
+
+
+def kinds_the_plugins_name() -> set[str]:
+    """Every `kind_by_name("...")` in the CNI plugins' and IPAM's code."""
+    out = set()
+    for path in PLUGIN_CODE:
+        for call in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+                    and call.func.id == "kind_by_name"):
+                arg = call.args[0]
+                assert isinstance(arg, ast.Constant), f"{path}: kind_by_name of a non-literal"
+                out.add(arg.value)
+    return out
+
+
+def test_the_plugins_role_is_the_datastore_calls_on_the_kinds_their_code_names() -> None:
+    kinds = kinds_the_plugins_name()
+    assert {"IPAMBlock", "IPPool", "WorkloadEndpoint"} <= kinds  # the derivation sees them
+    resources = {{"pod": "pods", "node": "nodes"}.get(k.k8s_source, k.plural)
+                 for k in KINDS if k.name in kinds}
+    wanted = {call for call in api_calls_in_code()["cluster"] if call[1] in resources}
+    granted = _granted(_one("ClusterRole", "wren-cni-plugin")["rules"])
+    assert granted == wanted
+    assert not {r for _, r, _ in granted} & {"bgppeers", "bgpconfigurations", "secrets"}
+
+
 def test_bindings_give_the_roles_to_the_right_accounts() -> None:
     namespace = DAEMONSET["metadata"]["namespace"]
     accounts = {o["metadata"]["name"] for o in OBJECTS if o["kind"] == "ServiceAccount"}
     assert accounts == {"wren-node", "wren-cni-plugin"}
-    crb = _one("ClusterRoleBinding")
-    assert crb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                              "name": "wren-node"}
-    assert {(s["name"], s["namespace"]) for s in crb["subjects"]} == {
-        ("wren-node", namespace), ("wren-cni-plugin", namespace)}
+    bindings = {o["metadata"]["name"]: o for o in OBJECTS if o["kind"] == "ClusterRoleBinding"}
+    assert set(bindings) == {"wren-node", "wren-cni-plugin"}
+    for name, crb in bindings.items():
+        assert crb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
+                                  "kind": "ClusterRole", "name": name}
+        assert [(s["name"], s["namespace"]) for s in crb["subjects"]] == [(name, namespace)]
     rb = _one("RoleBinding")
     assert rb["roleRef"]["name"] == "wren-node-secrets"
     assert [s["name"] for s in rb["subjects"]] == ["wren-node"]  # plugins read no Secret
