@@ -224,14 +224,7 @@ class RouteTable:
             keys.add(key)
         if s.unwanted_since:
             s.unwanted_since.pop(key, None)
-        msg = self._to_msg(route)
-        if msg is None:
-            s.waiting.add(key)
-            self._tracker.delete_desired(key)
-        else:
-            if s.waiting:
-                s.waiting.discard(key)
-            self._tracker.set_desired(key, msg)
+        self._resolve(key, route)
 
     def delete_route(self, dst: IPNetwork) -> None:
         self._delete(_key(dst))
@@ -283,7 +276,7 @@ class RouteTable:
             self._index_by_name[link.name] = link.index
             self._name_by_index[link.index] = link.name
         for key in list(self._s.by_iface.get(link.name, ())):
-            self._resolve(key)
+            self._resolve(key, self._s.wanted[key])
 
     def on_route(self, msg: RouteMsg, *, deleted: bool) -> None:
         """A route changed in the kernel (anyone's change, including our own writes echoing
@@ -438,7 +431,7 @@ class RouteTable:
         for name in old.keys() | self._index_by_name.keys():
             if old.get(name) != self._index_by_name.get(name):
                 for key in list(self._s.by_iface.get(name, ())):
-                    self._resolve(key)
+                    self._resolve(key, self._s.wanted[key])
 
     def _resync(self) -> None:
         self._refresh_links()
@@ -484,13 +477,15 @@ class RouteTable:
 
     # -- conversions --------------------------------------------------------------------------
 
-    def _resolve(self, key: _Key) -> None:
-        msg = self._to_msg(self._s.wanted[key])
+    def _resolve(self, key: _Key, route: Route) -> None:
+        """Hand the tracker the route's message, or park it until its device is known."""
+        msg = self._to_msg(route)
         if msg is None:
             self._s.waiting.add(key)
             self._tracker.delete_desired(key)
         else:
-            self._s.waiting.discard(key)
+            if self._s.waiting:
+                self._s.waiting.discard(key)
             self._tracker.set_desired(key, msg)
 
     def _to_msg(self, route: Route) -> RouteMsg | None:
