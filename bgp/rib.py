@@ -298,14 +298,14 @@ class Rib:
         AS, so it cannot be one sort key over all of them: each neighbouring AS's best is
         chosen with MED, then those are compared without it (deterministic MED), so the
         choice does not depend on the order the paths arrived in."""
-        by_neighbour: dict[int | None, Path] = {}
+        by_neighbour: dict[int | None, list[Path]] = {}
         for path in candidates:
             as_path = path.attributes.as_path
-            neighbour = as_path[0] if as_path else None  # None: from our own AS
-            held = by_neighbour.get(neighbour)
-            if held is None or self._rank(path, med=True) < self._rank(held, med=True):
-                by_neighbour[neighbour] = path
-        return min(by_neighbour.values(), key=self._rank)
+            # The neighbouring AS: the first on the path; None: from our own AS.
+            by_neighbour.setdefault(as_path[0] if as_path else None, []).append(path)
+        with_med = functools.partial(self._rank, med=True)
+        return min((min(paths, key=with_med) for paths in by_neighbour.values()),
+                   key=self._rank)
 
     def _rank(self, path: Path, *, med: bool = False) -> tuple[object, ...]:
         """Lower is better; see `_best_of`. A missing local preference counts as 100 and a
