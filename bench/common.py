@@ -30,6 +30,7 @@ RESULTS = ROOT / "bench" / "results"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from agent.kernel.netlink import iter_messages  # noqa: E402  (needs ROOT)
 from agent.kernel.netns import in_netns  # noqa: E402
 
 RTMGRP_IPV4_ROUTE = 0x40
@@ -104,25 +105,22 @@ class RouteMonitor:
                 continue
             now = self._clock()
             with self._cond:
-                pos = 0
-                while pos + 16 <= n:  # nlmsghdr, then rtmsg (12 bytes), then attributes
-                    mlen, mtype = _LEN_TYPE.unpack_from(buf, pos)
-                    if mlen < 16 or pos + mlen > n:
-                        break
-                    if mtype == RTM_NEWROUTE and buf[pos + 16] == socket.AF_INET \
-                            and buf[pos + 21] == protocol \
-                            and not _U32.unpack_from(buf, pos + 24)[0] & RTM_F_CLONED:
-                        attr, end = pos + 28, pos + mlen
-                        while attr + 4 <= end:
-                            alen, atype = _RTA.unpack_from(buf, attr)
-                            if alen < 4:
-                                break
-                            if atype == RTA_DST:
-                                key = bytes(view[attr + 4:attr + alen]) + buf[pos + 17:pos + 18]
-                                raw.setdefault(key, now)
-                                break
-                            attr += (alen + 3) & ~3
-                    pos += (mlen + 3) & ~3
+                for msg in iter_messages(buf, n):
+                    rt = msg.start  # rtmsg (12 bytes), then attributes
+                    if msg.type != RTM_NEWROUTE or rt + 12 > msg.end \
+                            or buf[rt] != socket.AF_INET or buf[rt + 5] != protocol \
+                            or _U32.unpack_from(buf, rt + 8)[0] & RTM_F_CLONED:
+                        continue
+                    attr = rt + 12
+                    while attr + 4 <= msg.end:  # to RTA_DST; not decode_route: see above
+                        alen, atype = _RTA.unpack_from(buf, attr)
+                        if alen < 4:
+                            break
+                        if atype == RTA_DST:
+                            raw.setdefault(bytes(view[attr + 4:attr + alen]) + buf[rt + 1:rt + 2],
+                                           now)
+                            break
+                        attr += (alen + 3) & ~3
                 self._cond.notify_all()
 
     def wait_for(self, dst: str, timeout: float) -> float | None:
@@ -137,7 +135,6 @@ class RouteMonitor:
         self._sock.close()
 
 
-_LEN_TYPE = struct.Struct("=IH")
 _RTA = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
 RTA_DST = 1
