@@ -117,10 +117,12 @@ class SysctlTable:
         s = self._s
         with in_netns(self._netns):
             keys = sorted(s.dirty)
-            while s.recheck and len(keys) < len(s.dirty) + self._recheck_per_apply:
+            budget = self._recheck_per_apply  # re-reads of a resync this apply
+            while s.recheck and budget:
                 key = s.recheck.popleft()
                 if key in s.desired and key not in s.dirty:
                     keys.append(key)
+                    budget -= 1
             for key in keys:
                 value = s.desired[key]
                 path = f"{root}/{key}"
