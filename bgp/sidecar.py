@@ -72,7 +72,9 @@ STABLE_AFTER = 60.0  # ExaBGP up this long resets the restart backoff
 class SidecarConfig:
     node_name: str
     run_dir: Path
-    exabgp: str
+    #: The command that starts ExaBGP (the config file is appended): by default ExaBGP's own
+    #: entry point through `bgp.exabgp_main`; `WREN_EXABGP` names another executable.
+    exabgp: tuple[str, ...]
     python: str = sys.executable
     restart_time: int = 120  # how long learned routes outlive our own ExaBGP's death
 
@@ -82,7 +84,8 @@ class SidecarConfig:
         import socket
 
         node = env.get("NODENAME") or socket.gethostname()
-        exabgp = env.get("WREN_EXABGP") or str(Path(sys.executable).with_name("exabgp"))
+        custom = env.get("WREN_EXABGP")
+        exabgp = (custom,) if custom else (sys.executable, "-m", "bgp.exabgp_main")
         return cls(node_name=node, run_dir=node_run_dir(node, env), exabgp=exabgp)
 
     @property
@@ -371,7 +374,7 @@ class Sidecar:
         env.update(render_env(self.intent, run_dir=str(self.cfg.run_dir)))
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         self.proc = subprocess.Popen(
-            [self.cfg.exabgp, str(self.cfg.config_file)], env=env,
+            [*self.cfg.exabgp, str(self.cfg.config_file)], env=env,
             stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
         self._proc_started = self._clock()

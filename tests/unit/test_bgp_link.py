@@ -42,7 +42,7 @@ class Ends:
     """A sidecar (its RIB and encoders) and an agent link, joined by hand."""
 
     def __init__(self, tmp: Path) -> None:
-        self.sidecar = Sidecar(SidecarConfig(node_name="me", run_dir=tmp, exabgp="exabgp"))
+        self.sidecar = Sidecar(SidecarConfig(node_name="me", run_dir=tmp, exabgp=("exabgp",)))
         self.sidecar.intent = INTENT
         self.sidecar.rib.set_intent(INTENT)
         self.posted: list[object] = []

@@ -194,7 +194,12 @@ def test_env_stays_root_with_acks_and_no_cli() -> None:
 EXABGP = Path(sys.executable).parent / "exabgp"  # a dependency of the package: never skipped
 
 
-def test_rendered_configuration_passes_exabgp_validate(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [
+    [str(EXABGP)],
+    [sys.executable, "-m", "bgp.exabgp_main"],  # how wren-bgp starts it
+], ids=["exabgp", "bgp.exabgp_main"])
+def test_rendered_configuration_passes_exabgp_validate(tmp_path: Path,
+                                                        command: list[str]) -> None:
     intent = _intent(
         _peer("10.99.0.2", password='s"e\'c\\ret', keepalive_time=20, ttl_security=1,
               passive=True),
@@ -206,6 +211,6 @@ def test_rendered_configuration_passes_exabgp_validate(tmp_path: Path) -> None:
     config = tmp_path / "exabgp.conf"
     config.write_text(render(intent, [helper]))
     env = {**os.environ, **render_env(intent, run_dir=str(tmp_path))}
-    result = subprocess.run([str(EXABGP), "validate", str(config)], env=env,
+    result = subprocess.run([*command, "validate", str(config)], env=env,
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
