@@ -666,8 +666,10 @@ def announce_exabgp(work: Path, nets: list[ipaddress.IPv4Network]) -> dict[str, 
         ready = work / "helper.ready"
         conf.write_text(render(intent, [str(helper), str(commands), str(ready)]))
         env = render_env(intent, run_dir=str(work))
-        proc = cluster.procs.start("exabgp", node.netns, [str(BIN / "exabgp"), str(conf)],
-                                   env=env)
+        # The ExaBGP wren-bgp runs (bgp.exabgp_main: queued steps without sleeps), so the
+        # ratio measures wren-bgp's own cost, not a difference between two ExaBGP loops.
+        proc = cluster.procs.start("exabgp", node.netns,
+                                   [sys.executable, "-m", "bgp.exabgp_main", str(conf)], env=env)
         wait_until(ready.exists, "ExaBGP to start its helper", 60)
         try:
             return measure_announce(cluster, receiver, log, want, watch=["exabgp"],
