@@ -107,6 +107,13 @@ def _placeholder(node: str) -> BGPIntent:
     return BGPIntent(node=node, router_id=zero, local_as=64512, address=zero)
 
 
+def _bind_of(intent: BGPIntent) -> tuple[tuple[str, ...], int]:
+    """Where ExaBGP listens: ExaBGP reads its bind list only at start, so a change of it
+    (an IPv6 address added or gone too) restarts ExaBGP rather than reloading it."""
+    addresses = (str(intent.address), *([str(intent.address6)] if intent.address6 else []))
+    return addresses, intent.listen_port
+
+
 def _by_next_hop(routes: Iterable[tuple[IPNetwork, tuple[IPAddress, IPAddress] | None]]
                  ) -> list[list[Any]]:
     """[[next hop, peer, [prefix, ...]], ...]: thousands of prefixes share a handful of next
@@ -137,7 +144,7 @@ class Sidecar:
         self.agents: set[Conn] = set()
         self.proc: subprocess.Popen[bytes] | None = None
         self._proc_started = 0.0
-        self._bind: tuple[str, int] | None = None
+        self._bind: tuple[tuple[str, ...], int] | None = None
         self._restart_at: float | None = None
         self._backoff = 1.0
         self._started = clock()
@@ -306,12 +313,13 @@ class Sidecar:
                 del self.sent[peer]
         self._sync_status()
         self._exports_dirty = True
-        bind = (str(intent.address), intent.listen_port)
+        bind = _bind_of(intent)
         if self.proc is None:
             if self._restart_at is None:
                 self._start_exabgp()
         elif bind != self._bind:
-            _log.info("node address or port changed; restarting ExaBGP", bind=bind)
+            _log.info("node address or port changed; restarting ExaBGP", bind=" ".join(bind[0]),
+                      port=bind[1])
             self._stop_exabgp()
             self._start_exabgp()
         elif old is None or render(old, self._helper()) != render(intent, self._helper()):
@@ -375,9 +383,11 @@ class Sidecar:
             stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
         self._proc_started = self._clock()
-        self._bind = (str(self.intent.address), self.intent.listen_port) if self.intent else None
+        self._bind = _bind_of(self.intent) if self.intent else None
         threading.Thread(target=self._waiter, args=(self.proc,), daemon=True).start()
-        _log.info("exabgp started", pid=self.proc.pid, bind=self._bind)
+        _log.info("exabgp started", pid=self.proc.pid,
+                  bind=" ".join(self._bind[0]) if self._bind else None,
+                  port=self._bind[1] if self._bind else None)
 
     def _stop_exabgp(self) -> None:
         proc, self.proc = self.proc, None
@@ -514,7 +524,7 @@ class Sidecar:
                 status.info = info.fsm.capitalize()
 
     def _export_all(self) -> None:
-        for address in sorted(self.up):
+        for address in sorted(self.up, key=lambda a: (a.version, a)):
             peer = self._peer(address)
             if peer is None:
                 continue

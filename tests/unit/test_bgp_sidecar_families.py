@@ -1,0 +1,122 @@
+"""The sidecar on a dual-stack node: each session gets only the prefixes of its own family,
+with the next hop of that family, and IPv6 routes learned from ExaBGP reach the agent.
+
+A real `Sidecar` driven through its loop's handlers with ExaBGP's own JSON lines (as
+`tests/unit/test_exabgp_json.py` holds them); the commands it would write to ExaBGP are
+captured from its pacer. No ExaBGP, no socket.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from agent.bgp_link import BGPChannelLink
+from bgp.commands import Pacer
+from bgp.intent import Announcement, BGPIntent, PeerIntent
+from bgp.sidecar import Sidecar, SidecarConfig, _bind_of
+from tests.unit.test_exabgp_json import _HEAD, ANNOUNCE_IPV6
+
+ip = ipaddress.ip_address
+net = ipaddress.ip_network
+
+
+def _peer(address: str) -> PeerIntent:
+    return PeerIntent(address=ip(address), peer_as=64512, local_as=64512,
+                      type="node-to-node mesh", is_node=True)
+
+
+INTENT = BGPIntent(
+    node="me", router_id=ipaddress.IPv4Address("10.99.0.1"), local_as=64512,
+    address=ip("10.99.0.1"), address6=ipaddress.IPv6Address("fd99::1"),
+    peers=(_peer("10.99.0.2"), _peer("fd99::2")),
+    announce=(Announcement(prefix=net("10.200.1.0/26")),
+              Announcement(prefix=net("fd00:200:1::/64"))),
+    accept=(net("10.200.0.0/16"), net("fd00:200::/40")),
+    own=(net("10.200.1.0/26"), net("fd00:200:1::/64")),
+)
+
+
+class Captured:
+    def __init__(self, tmp: Path) -> None:
+        self.sidecar = Sidecar(SidecarConfig(node_name="me", run_dir=tmp, exabgp="exabgp"))
+        self.sidecar.intent = INTENT
+        self.sidecar.rib.set_intent(INTENT)
+        self.sidecar._sync_status()
+        self.commands: list[str] = []
+
+        def write(lines: list[str]) -> None:
+            self.commands += lines
+            for _ in lines:  # ExaBGP acknowledges each command
+                self.sidecar.pacer.on_ack(True)
+
+        self.sidecar.pacer = Pacer(write)
+
+    def up(self, peer: str) -> list[str]:
+        self.commands.clear()
+        line = ('{ ' + _HEAD + ', "counter": 3, "type": "state", "neighbor": { '
+                f'"address": {{ "local": "{"fd99::1" if ":" in peer else "10.99.0.1"}", '
+                f'"peer": "{peer}" }}, "asn": {{ "local": 64512, "peer": 64512 }} , '
+                '"state": "up" } }')
+        self.sidecar._on_line(line)
+        return list(self.commands)
+
+
+@pytest.fixture
+def side(tmp_path: Path) -> Captured:
+    return Captured(tmp_path)
+
+
+def test_an_ipv6_session_gets_our_ipv6_block_with_our_ipv6_next_hop_and_an_ipv6_eor(
+        side: Captured) -> None:
+    assert side.up("fd99::2") == [
+        "neighbor fd99::2 announce attributes next-hop fd99::1 origin igp nlri fd00:200:1::/64",
+        "neighbor fd99::2 announce eor ipv6 unicast",
+    ]
+
+
+def test_an_ipv4_session_gets_only_the_ipv4_block(side: Captured) -> None:
+    assert side.up("10.99.0.2") == [
+        "neighbor 10.99.0.2 announce attributes next-hop 10.99.0.1 origin igp "
+        "nlri 10.200.1.0/26",
+        "neighbor 10.99.0.2 announce eor ipv4 unicast",
+    ]
+
+
+def test_a_new_announcement_goes_to_the_session_of_its_family_only(side: Captured) -> None:
+    side.up("10.99.0.2")
+    side.up("fd99::2")
+    side.commands.clear()
+    more = replace(INTENT, announce=(*INTENT.announce,
+                                     Announcement(prefix=net("fd00:200:1:1::/64"))))
+    side.sidecar.intent = more  # what `_on_intent` does, short of (re)starting ExaBGP
+    side.sidecar.rib.set_intent(more)
+    side.sidecar._export_all()  # both families up: a mixed set of addresses to walk
+    assert side.commands == [
+        "neighbor fd99::2 announce attributes next-hop fd99::1 origin igp "
+        "nlri fd00:200:1:1::/64"]
+
+
+def test_ipv6_routes_learned_from_exabgp_reach_the_agent_with_their_ipv6_next_hop(
+        side: Captured, tmp_path: Path) -> None:
+    side.up("fd99::2")
+    side.sidecar._on_line(ANNOUNCE_IPV6)  # fd00:200:2::/64, also under a link-local hop
+    message = side.sidecar._routes_message()
+    assert message["via"] == [["fd99::2", "fd99::2", ["fd00:200:2::/64"]]]
+    posted: list[object] = []
+    link = BGPChannelLink(node_name="me", socket_path=tmp_path / "bgp.sock", post=posted.append)
+    link._on_line(json.dumps(message))
+    [learned] = posted
+    assert learned.routes == {net("fd00:200:2::/64"): ip("fd99::2")}  # type: ignore[attr-defined]
+
+
+def test_exabgp_listens_on_both_addresses_and_restarts_when_the_ipv6_one_changes() -> None:
+    assert _bind_of(INTENT) == (("10.99.0.1", "fd99::1"), 179)
+    v4_only = BGPIntent(node="me", router_id=INTENT.router_id, local_as=64512,
+                        address=INTENT.address)
+    assert _bind_of(v4_only) == (("10.99.0.1",), 179)
+    assert _bind_of(v4_only) != _bind_of(INTENT)
