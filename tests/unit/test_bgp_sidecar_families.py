@@ -18,7 +18,7 @@ import pytest
 from agent.bgp_link import BGPChannelLink
 from bgp.commands import Pacer
 from bgp.intent import Announcement, BGPIntent, PeerIntent
-from bgp.sidecar import Sidecar, SidecarConfig, _bind_of
+from bgp.sidecar import BIND_RECHECK, Sidecar, SidecarConfig, _bind_of, can_bind
 from tests.unit.test_exabgp_json import _HEAD, ANNOUNCE_IPV6
 
 ip = ipaddress.ip_address
@@ -115,8 +115,45 @@ def test_ipv6_routes_learned_from_exabgp_reach_the_agent_with_their_ipv6_next_ho
 
 
 def test_exabgp_listens_on_both_addresses_and_restarts_when_the_ipv6_one_changes() -> None:
-    assert _bind_of(INTENT) == (("10.99.0.1", "fd99::1"), 179)
-    v4_only = BGPIntent(node="me", router_id=INTENT.router_id, local_as=64512,
-                        address=INTENT.address)
-    assert _bind_of(v4_only) == (("10.99.0.1",), 179)
-    assert _bind_of(v4_only) != _bind_of(INTENT)
+    def everywhere(_address: object) -> bool:
+        return True
+
+    assert _bind_of(INTENT, everywhere) == (("10.99.0.1", "fd99::1"), 179)
+    v4_only = replace(INTENT, address6=None)
+    assert _bind_of(v4_only, everywhere) == (("10.99.0.1",), 179)
+    assert _bind_of(v4_only, everywhere) != _bind_of(INTENT, everywhere)
+
+
+def test_an_ipv6_address_not_on_the_host_is_left_out_of_the_bind_list() -> None:
+    # ExaBGP exits when it cannot bind an address: IPv4 sessions must not die of that.
+    assert _bind_of(INTENT, lambda a: a.version == 4) == (("10.99.0.1",), 179)
+    assert can_bind(ip("127.0.0.1"))
+    assert not can_bind(ip("192.0.2.1")) and not can_bind(ip("2001:db8::1"))  # on no host
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_exabgp_is_restarted_once_the_missing_ipv6_address_appears(tmp_path: Path) -> None:
+    present: set[str] = set()
+    clock = Clock()
+    sidecar = Sidecar(SidecarConfig(node_name="me", run_dir=tmp_path, exabgp="exabgp"),
+                      clock=clock, usable=lambda a: a.version == 4 or str(a) in present)
+    sidecar.intent = INTENT
+    sidecar.proc = object()  # type: ignore[assignment]  # ExaBGP running, as far as this goes
+    sidecar._bind = _bind_of(INTENT, sidecar._usable)
+    assert sidecar._bind == (("10.99.0.1",), 179)
+    assert not sidecar._rebind_due(clock.now)
+    present.add("fd99::1")
+    clock.now += BIND_RECHECK / 2
+    assert not sidecar._rebind_due(clock.now)  # not looked at again yet
+    clock.now += BIND_RECHECK
+    assert sidecar._rebind_due(clock.now)
+    sidecar._bind = _bind_of(INTENT, sidecar._usable)  # what the restart binds
+    clock.now += BIND_RECHECK * 2
+    assert not sidecar._rebind_due(clock.now)  # listening on it: nothing more to do
