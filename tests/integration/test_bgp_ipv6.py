@@ -262,3 +262,32 @@ def test_n1_learns_birds_ipv6_prefix_through_its_filter_and_programs_it(
     wait_for(lambda: "| up " in bird_row() and received_accepted(bird_row()) == ["1", "1"],
              timeout=30, what="n1's status to show BIRD up, one prefix received and accepted")
     assert "node specific" in bird_row() and "Established" in bird_row()
+
+
+def test_ipv6_withdrawals_cross_both_ways(dual: LabCluster, bird6: Bird) -> None:
+    """BIRD withdraws its prefix: n1 drops the kernel route. The IPv6 pool stops being
+    exported (disableBGPExport): n1 withdraws its block from BIRD and from n2, whose kernel
+    drops it. Last in the module: it changes the cluster (the pool is restored afterwards)."""
+    n1, n2 = dual.topo.nodes
+    wait_for(lambda: route6_for(n1.netns, BIRD_PREFIX) != "", timeout=60,
+             what="n1 to program BIRD's IPv6 prefix")
+    bird6.birdc("disable", "announce6")
+    wait_for(lambda: BIRD_PREFIX not in learned(dual, n1), timeout=30,
+             what="n1 to learn the withdrawal of BIRD's IPv6 prefix")
+    wait_for(lambda: route6_for(n1.netns, BIRD_PREFIX) == "", timeout=30,
+             what="n1 to remove the kernel route to BIRD's IPv6 prefix")
+
+    block = blocks6(dual)["n1"]
+    wait_for(lambda: block in bird6.routes(), timeout=30, what="BIRD to hold n1's IPv6 block")
+    pool = next(d for d in dual_stack_docs(dual.topo) if d["metadata"]["name"] == "lab-pool-v6")
+    dual.configure([{**pool, "spec": {**pool["spec"], "disableBGPExport": True}}])
+    try:
+        wait_for(lambda: block not in bird6.routes(), timeout=30,
+                 what="BIRD to see n1's IPv6 block withdrawn")
+        wait_for(lambda: block not in learned(dual, n2), timeout=30,
+                 what="n2 to see n1's IPv6 block withdrawn")
+        wait_for(lambda: route6_for(n2.netns, block) == "", timeout=30,
+                 what="n2 to remove its kernel route to n1's IPv6 block")
+        assert blocks4(dual)["n1"] in learned(dual, n2)  # IPv4 untouched
+    finally:
+        dual.configure([pool])
