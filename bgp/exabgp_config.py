@@ -87,8 +87,11 @@ def _quote_free(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
 
 
-def render_env(intent: BGPIntent | None, *, run_dir: str) -> dict[str, str]:
-    """ExaBGP's settings (environment form): listen on the node addresses, stay root, no CLI."""
+def render_env(intent: BGPIntent | None, *, run_dir: str, listen6: bool = True
+               ) -> dict[str, str]:
+    """ExaBGP's settings (environment form): listen on the node addresses, stay root, no CLI.
+    `listen6=False` leaves the IPv6 address out of the bind list (ExaBGP exits when it cannot
+    bind an address, and the sidecar found that one unusable)."""
     env = {
         "exabgp_daemon_user": "root",
         "exabgp_daemon_daemonize": "false",
@@ -111,7 +114,7 @@ def render_env(intent: BGPIntent | None, *, run_dir: str) -> dict[str, str]:
     if intent is not None:
         # A space-separated list (ExaBGP's `ip_list`): a listener per address, so IPv6 peers
         # can dial us too.
-        env["exabgp_tcp_bind"] = " ".join(
-            str(a) for a in (intent.address, intent.address6) if a is not None)
+        listen = [intent.address, *([intent.address6] if intent.address6 and listen6 else [])]
+        env["exabgp_tcp_bind"] = " ".join(str(a) for a in listen)
         env["exabgp_tcp_port"] = str(intent.listen_port)
     return env

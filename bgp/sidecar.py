@@ -412,22 +412,27 @@ class Sidecar:
             return
         self._write_config()
         env = dict(os.environ)
-        env.update(render_env(self.intent, run_dir=str(self.cfg.run_dir)))
+        env.update(self._exabgp_env())
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         self.proc = subprocess.Popen(
             [self.cfg.exabgp, str(self.cfg.config_file)], env=env,
             stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
         self._proc_started = self._clock()
-        self._bind = _bind_of(self.intent, self._usable) if self.intent else None
-        if self.intent and self.intent.address6 and self._bind \
-                and str(self.intent.address6) not in self._bind[0]:
-            _log.warning("IPv6 address not on this host (or still tentative); ExaBGP listens "
-                         "on IPv4 only until it is", address6=str(self.intent.address6))
         threading.Thread(target=self._waiter, args=(self.proc,), daemon=True).start()
         _log.info("exabgp started", pid=self.proc.pid,
                   bind=" ".join(self._bind[0]) if self._bind else None,
                   port=self._bind[1] if self._bind else None)
+
+    def _exabgp_env(self) -> dict[str, str]:
+        """ExaBGP's settings, listening only where a socket can bind now (`_bind_of`)."""
+        self._bind = _bind_of(self.intent, self._usable) if self.intent else None
+        listen6 = bool(self.intent and self.intent.address6 and self._bind
+                       and str(self.intent.address6) in self._bind[0])
+        if self.intent and self.intent.address6 and not listen6:
+            _log.warning("IPv6 address not on this host (or still tentative); ExaBGP listens "
+                         "on IPv4 only until it is", address6=str(self.intent.address6))
+        return render_env(self.intent, run_dir=str(self.cfg.run_dir), listen6=listen6)
 
     def _stop_exabgp(self) -> None:
         proc, self.proc = self.proc, None

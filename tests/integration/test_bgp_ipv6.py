@@ -11,8 +11,10 @@ with `assign_ipv6`), so each node owns a block of each family:
 
 The mesh runs a session per family between the nodes; BIRD peers with n1 over IPv6 only and
 announces a prefix outside every pool, which n1 takes through a BGPFilter's importV6 rule.
-Traffic goes only to addresses in namespaces this module made. Every namespace, link and
-process goes on the way out, also after a failure (`LabCluster.down`, `external_host`).
+n2's IPv6 address is added only after its ExaBGP started (as one still in duplicate address
+detection would be). Traffic goes only to addresses in namespaces this module made. Every
+namespace, link and process goes on the way out, also after a failure (`LabCluster.down`,
+`external_host`).
 """
 
 from __future__ import annotations
@@ -89,16 +91,24 @@ def dual_stack_cluster(tmp: Path) -> Iterator[LabCluster]:
                 address=ipaddress.IPv4Interface(f"{subnet[10 + i]}/{subnet.prefixlen}"))
         for i in (1, 2)])
     cluster = LabCluster(topo=topo, mode="bgp", work=tmp / "lab")
+    n1, n2 = topo.nodes
     try:
         topo.create()
-        for node in topo.nodes:  # before ExaBGP starts: it binds to both addresses
-            add_v6(node.netns, node_v6(node))
+        add_v6(n1.netns, node_v6(n1))
         cluster.start_etcd()
         cluster.configure(dual_stack_docs(topo))
         for node in topo.nodes:
             start_agent(cluster, node)
             cluster.procs.start(f"{node.name}-bgp", node.netns, [str(BIN / "wren-bgp")],
                                 env=cluster.node_env(node))
+        # n2's IPv6 address comes late, as one in duplicate address detection does: its
+        # ExaBGP must start on IPv4 alone, then listen on IPv6 too once the address is there.
+        n2_log = cluster.procs.procs["n2-bgp"]
+        wait_for(lambda: "exabgp started" in n2_log.tail(200), timeout=30,
+                 what="n2's ExaBGP to start")
+        add_v6(n2.netns, node_v6(n2))
+        wait_for(lambda: "IPv6 address now on this host" in n2_log.tail(500), timeout=30,
+                 what="n2's sidecar to see its IPv6 address and restart ExaBGP on it")
         yield cluster
     finally:
         for name, proc in cluster.procs.procs.items():
@@ -197,6 +207,14 @@ def test_agents_program_the_other_nodes_ipv6_block_via_its_ipv6_address(
         assert f"via {node_v6(other)} dev eth0" in route, route
         assert any(r.startswith(f"blackhole {v6[node.name]} ") for r in routes6(node.netns)), \
             routes6(node.netns)  # our own block: a blackhole, never a route elsewhere
+
+
+def test_a_late_ipv6_address_is_listened_on_without_exabgp_ever_failing(
+        dual: LabCluster) -> None:
+    log = dual.procs.procs["n2-bgp"].tail(2000)
+    assert "ExaBGP listens on IPv4 only until it is" in log  # started without it
+    assert "IPv6 address now on this host" in log  # then restarted to listen on it
+    assert "exabgp exited" not in log  # never a failed start (ExaBGP exits on a bad bind)
 
 
 def test_pods_reach_each_other_over_ipv6_and_ipv4(dual: LabCluster) -> None:

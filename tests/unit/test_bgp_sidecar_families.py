@@ -131,6 +131,18 @@ def test_an_ipv6_address_not_on_the_host_is_left_out_of_the_bind_list() -> None:
     assert not can_bind(ip("192.0.2.1")) and not can_bind(ip("2001:db8::1"))  # on no host
 
 
+def test_exabgp_is_started_listening_only_where_it_can_bind(tmp_path: Path) -> None:
+    present: set[str] = set()
+    sidecar = Sidecar(SidecarConfig(node_name="me", run_dir=tmp_path, exabgp="exabgp"),
+                      usable=lambda a: a.version == 4 or str(a) in present)
+    sidecar.intent = INTENT
+    assert sidecar._exabgp_env()["exabgp_tcp_bind"] == "10.99.0.1"
+    assert sidecar._bind == (("10.99.0.1",), 179)
+    present.add("fd99::1")
+    assert sidecar._exabgp_env()["exabgp_tcp_bind"] == "10.99.0.1 fd99::1"
+    assert sidecar._bind == (("10.99.0.1", "fd99::1"), 179)
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 100.0
