@@ -58,9 +58,12 @@ class HostReader:
     def __call__(self, state: ClusterState) -> HostFacts:
         me = state.of("Node").get(state.node_name)
         address = me.spec.bgp.ipv4_address if isinstance(me, Node) and me.spec.bgp else None
+        address6 = me.spec.bgp.ipv6_address if isinstance(me, Node) and me.spec.bgp else None
+        # Next hops off our subnets, per family: the calc routes them recursively.
         hops = frozenset() if address is None else frozenset(
             hop for hop in state.learned_next_hops
-            if hop.version == 4 and hop not in address.network)
+            if (hop.version == 4 and hop not in address.network)
+            or (hop.version == 6 and address6 is not None and hop not in address6.network))
         now = self._clock()
         kept = self._kept
         if kept is not None and kept[1] == (address, hops) and now - kept[0] < self._max_age:

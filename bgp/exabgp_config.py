@@ -34,7 +34,10 @@ def render(intent: BGPIntent | None, helper: Sequence[str]) -> str:
 
 
 def _neighbor(intent: BGPIntent, peer: PeerIntent) -> list[str]:
-    local = peer.source_address or intent.address
+    # A session's own end is of its family: the IPv6 address for an IPv6 peer (the intent
+    # has no IPv6 peer without one; falling back to IPv4 would make an unusable session).
+    family_address = intent.address if peer.address.version == 4 else intent.address6
+    local = peer.source_address or family_address or intent.address
     hold = max(3, peer.keepalive_time * 3) if peer.keepalive_time else None
     out = [
         f"neighbor {peer.address} {{",
@@ -84,8 +87,11 @@ def _quote_free(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
 
 
-def render_env(intent: BGPIntent | None, *, run_dir: str) -> dict[str, str]:
-    """ExaBGP's settings (environment form): listen on the node address, stay root, no CLI."""
+def render_env(intent: BGPIntent | None, *, run_dir: str, listen6: bool = True
+               ) -> dict[str, str]:
+    """ExaBGP's settings (environment form): listen on the node addresses, stay root, no CLI.
+    `listen6=False` leaves the IPv6 address out of the bind list (ExaBGP exits when it cannot
+    bind an address, and the sidecar found that one unusable)."""
     env = {
         "exabgp_daemon_user": "root",
         "exabgp_daemon_daemonize": "false",
@@ -106,6 +112,9 @@ def render_env(intent: BGPIntent | None, *, run_dir: str) -> dict[str, str]:
         "exabgp_api_pipename": f"{run_dir}/exabgp",
     }
     if intent is not None:
-        env["exabgp_tcp_bind"] = str(intent.address)
+        # A space-separated list (ExaBGP's `ip_list`): a listener per address, so IPv6 peers
+        # can dial us too.
+        listen = [intent.address, *([intent.address6] if intent.address6 and listen6 else [])]
+        env["exabgp_tcp_bind"] = " ".join(str(a) for a in listen)
         env["exabgp_tcp_port"] = str(intent.listen_port)
     return env

@@ -87,6 +87,8 @@ class BGPIntent:
     # What iBGP peers may send us: the IP pools and service ranges. Our own blocks never.
     accept: tuple[IPNetwork, ...] = ()
     own: tuple[IPNetwork, ...] = ()
+    # Our IPv6 address (Node spec.bgp.ipv6Address): we listen there too, and it is the
+    # source of IPv6 sessions and the next hop of what they carry. None: no IPv6 sessions.
     address6: ipaddress.IPv6Address | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
 

@@ -197,8 +197,10 @@ class Rib:
     def wanted_out(self, peer: PeerIntent) -> dict[IPNetwork, OutRoute]:
         """Everything this peer should have from us now."""
         intent = self.intent
-        hop = intent.address if peer.address.version == 4 else (intent.address6 or intent.address)
+        hop = intent.address if peer.address.version == 4 else intent.address6
         out: dict[IPNetwork, OutRoute] = {}
+        if hop is None:
+            return out  # an IPv6 peer without our IPv6 address: nothing can carry a next hop
         for ann in intent.announce:
             if ann.prefix.version == peer.address.version and export_allowed(peer, ann.prefix):
                 out[ann.prefix] = OutRoute(prefix=ann.prefix, next_hop=hop,

@@ -24,6 +24,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -66,6 +67,7 @@ POLL_INTERVAL = 10.0  # `show neighbor json` for FSM states in the status
 # faster than we read them, the agent would otherwise wait for the whole backlog.
 PUBLISH_AT = 1000
 STABLE_AFTER = 60.0  # ExaBGP up this long resets the restart backoff
+BIND_RECHECK = 5.0  # seconds between looks for our IPv6 address while ExaBGP lacks it
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,29 @@ def _placeholder(node: str) -> BGPIntent:
     return BGPIntent(node=node, router_id=zero, local_as=64512, address=zero)
 
 
+def can_bind(address: IPAddress) -> bool:
+    """Is `address` on this host and usable (an IPv6 address still in duplicate address
+    detection is not)? A bind to port 0 of a socket closed at once: nothing is sent."""
+    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.bind((str(address), 0))
+    except OSError:
+        return False
+    return True
+
+
+def _bind_of(intent: BGPIntent, usable: Callable[[IPAddress], bool] = can_bind
+             ) -> tuple[tuple[str, ...], int]:
+    """Where ExaBGP listens. ExaBGP exits when it cannot bind one of its addresses, so an
+    IPv6 address that is not on the host (yet) is left out: IPv4 sessions must not die of a
+    wrong `ipv6Address`; IPv6 sessions are then only dialled by us until it appears."""
+    addresses = [str(intent.address)]
+    if intent.address6 is not None and usable(intent.address6):
+        addresses.append(str(intent.address6))
+    return tuple(addresses), intent.listen_port
+
+
 def _by_next_hop(routes: Iterable[tuple[IPNetwork, tuple[IPAddress, IPAddress] | None]]
                  ) -> list[list[Any]]:
     """[[next hop, peer, [prefix, ...]], ...]: thousands of prefixes share a handful of next
@@ -125,9 +150,11 @@ def _by_next_hop(routes: Iterable[tuple[IPNetwork, tuple[IPAddress, IPAddress] |
 
 
 class Sidecar:
-    def __init__(self, cfg: SidecarConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, cfg: SidecarConfig, *, clock: Callable[[], float] = time.monotonic,
+                 usable: Callable[[IPAddress], bool] = can_bind) -> None:
         self.cfg = cfg
         self._clock = clock
+        self._usable = usable
         self.events: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self.intent: BGPIntent | None = self._load_cache()
         self.rib = Rib(self.intent or _placeholder(cfg.node_name), clock=clock)
@@ -140,7 +167,8 @@ class Sidecar:
         self.agents: set[Conn] = set()
         self.proc: subprocess.Popen[bytes] | None = None
         self._proc_started = 0.0
-        self._bind: tuple[str, int] | None = None
+        self._bind: tuple[tuple[str, ...], int] | None = None
+        self._bind_check_at = 0.0  # next look for an IPv6 address missing from the bind list
         self._restart_at: float | None = None
         self._backoff = 1.0
         self._started = clock()
@@ -267,6 +295,10 @@ class Sidecar:
             self._start_exabgp()
         if self.proc is not None and now - self._proc_started > STABLE_AFTER:
             self._backoff = 1.0
+        if self._rebind_due(now):
+            _log.info("IPv6 address now on this host; restarting ExaBGP to listen on it too")
+            self._stop_exabgp()
+            self._start_exabgp()
         if self._exports_dirty or (self.intent and self.intent.cluster_id is not None
                                    and self.rib.version != self._published):
             self._exports_dirty = False
@@ -309,12 +341,13 @@ class Sidecar:
                 del self.sent[peer]
         self._sync_status()
         self._exports_dirty = True
-        bind = (str(intent.address), intent.listen_port)
+        bind = _bind_of(intent, self._usable)
         if self.proc is None:
             if self._restart_at is None:
                 self._start_exabgp()
         elif bind != self._bind:
-            _log.info("node address or port changed; restarting ExaBGP", bind=bind)
+            _log.info("node address or port changed; restarting ExaBGP", bind=" ".join(bind[0]),
+                      port=bind[1])
             self._stop_exabgp()
             self._start_exabgp()
         elif old is None or render(old, self._helper()) != render(intent, self._helper()):
@@ -322,6 +355,17 @@ class Sidecar:
             self.pacer.send(["reload"])
             _log.info("peers changed; ExaBGP reloads (unchanged sessions stay up)",
                       peers=len(intent.peers))
+
+    def _rebind_due(self, now: float) -> bool:
+        """ExaBGP runs without our IPv6 address (it was not usable at start) and it is now:
+        checked every BIND_RECHECK seconds, since only a restart changes where ExaBGP listens."""
+        intent = self.intent
+        if (self.proc is None or intent is None or intent.address6 is None
+                or self._bind is None or str(intent.address6) in self._bind[0]
+                or now < self._bind_check_at):
+            return False
+        self._bind_check_at = now + BIND_RECHECK
+        return self._usable(intent.address6)
 
     def _complete(self) -> bool:
         """Every peer sent End-of-RIB (or our restart time is over): routes missing now are
@@ -371,16 +415,27 @@ class Sidecar:
             return
         self._write_config()
         env = dict(os.environ)
-        env.update(render_env(self.intent, run_dir=str(self.cfg.run_dir)))
+        env.update(self._exabgp_env())
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         self.proc = subprocess.Popen(
             [*self.cfg.exabgp, str(self.cfg.config_file)], env=env,
             stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
         self._proc_started = self._clock()
-        self._bind = (str(self.intent.address), self.intent.listen_port) if self.intent else None
         threading.Thread(target=self._waiter, args=(self.proc,), daemon=True).start()
-        _log.info("exabgp started", pid=self.proc.pid, bind=self._bind)
+        _log.info("exabgp started", pid=self.proc.pid,
+                  bind=" ".join(self._bind[0]) if self._bind else None,
+                  port=self._bind[1] if self._bind else None)
+
+    def _exabgp_env(self) -> dict[str, str]:
+        """ExaBGP's settings, listening only where a socket can bind now (`_bind_of`)."""
+        self._bind = _bind_of(self.intent, self._usable) if self.intent else None
+        listen6 = bool(self.intent and self.intent.address6 and self._bind
+                       and str(self.intent.address6) in self._bind[0])
+        if self.intent and self.intent.address6 and not listen6:
+            _log.warning("IPv6 address not on this host (or still tentative); ExaBGP listens "
+                         "on IPv4 only until it is", address6=str(self.intent.address6))
+        return render_env(self.intent, run_dir=str(self.cfg.run_dir), listen6=listen6)
 
     def _stop_exabgp(self) -> None:
         proc, self.proc = self.proc, None
@@ -517,7 +572,7 @@ class Sidecar:
                 status.info = info.fsm.capitalize()
 
     def _export_all(self) -> None:
-        for address in sorted(self.up):
+        for address in sorted(self.up, key=lambda a: (a.version, a)):
             peer = self._peer(address)
             if peer is None:
                 continue

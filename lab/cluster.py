@@ -41,6 +41,7 @@ class Pod:
     netns: str
     ip: str
     container_id: str
+    ip6: str | None = None  # dual-stack pods (`add_pod(..., ipv6=True)`)
 
 
 def _pool_modes(mode: str) -> tuple[str, str]:
@@ -217,14 +218,17 @@ class LabCluster:
         self.procs.stop(f"{node.name}-bgp")
         self.procs.stop(f"{node.name}-agent")
 
-    def add_pod(self, node: LabNode, index: int) -> Pod:
+    def add_pod(self, node: LabNode, index: int, *, ipv6: bool = False) -> Pod:
+        """A pod made by the real CNI plugin; `ipv6` asks its IPAM for an IPv6 address too
+        (Calico's `assign_ipv6`), from an IPv6 pool that must exist."""
         name = f"{node.name}-pod{index}"
         netns = f"{self.topo.prefix}{name}"
         subprocess.run(["ip", "netns", "add", netns], check=True)
         # Unique per pod (a padded name made pod 1 and pod 10 the same container).
         container_id = hashlib.sha256(netns.encode()).hexdigest()[:16]
         conf = {"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "wren",
-                "ipam": {"type": "wren-ipam"}, "datastore_type": "etcdv3",
+                "ipam": {"type": "wren-ipam", "assign_ipv6": "true" if ipv6 else "false"},
+                "datastore_type": "etcdv3",
                 "etcd_endpoints": self.topo.etcd_endpoint, "nodename": node.name,
                 "log_level": "warning"}
         env = {
@@ -241,8 +245,11 @@ class LabCluster:
         if proc.returncode != 0:
             raise RuntimeError(f"CNI ADD for {name} failed: {proc.stdout} {proc.stderr}")
         result = json.loads(proc.stdout)
-        ip = result["ips"][0]["address"].split("/")[0]
-        pod = Pod(name=name, node=node.name, netns=netns, ip=ip, container_id=container_id)
+        addresses = [entry["address"].split("/")[0] for entry in result["ips"]]
+        ip = next(a for a in addresses if ":" not in a)
+        ip6 = next((a for a in addresses if ":" in a), None)
+        pod = Pod(name=name, node=node.name, netns=netns, ip=ip, container_id=container_id,
+                  ip6=ip6)
         self.pods.append(pod)
         return pod
 

@@ -6,6 +6,12 @@
     IPPool, IPAMBlock, ──┘                     announce: our confirmed blocks + service ranges
     BlockAffinity                              accept: pools + service ranges; own: our blocks
 
+Sessions per address family, as Calico's bird.cfg and bird6.cfg do it: a node with
+`spec.bgp.ipv6Address` peers over IPv6 too (a second session between the two IPv6 addresses,
+`ipv6 unicast` only), with the IPv6 address as source and next hop; the router ID stays the
+IPv4 address. Without our own IPv6 address there is no IPv6 session: an explicit IPv6 `peerIP`
+gets a warning, the IPv6 address of a selected node is skipped (its IPv4 session remains).
+
 Pure: secrets come through the `secret` lookup the caller passes (a dict in tests).
 """
 
@@ -14,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from bgp.intent import Announcement, BGPIntent, FilterRule, IPAddress, IPNetwork, PeerIntent
 from wren.model import (
@@ -47,6 +54,28 @@ class BGPInputs:
     filters: Mapping[str, BGPFilter] = field(default_factory=dict)
 
 
+class _Target(NamedTuple):
+    """One session a BGPPeer asks of our node."""
+
+    address: IPAddress
+    port: int | None
+    peer_as: int
+    is_node: bool  # the peer is another node of this cluster
+    explicit: bool  # from `peerIP` (a user's address), not from a selected node's addresses
+
+
+def _node_addresses(node: Node) -> list[IPAddress]:
+    """The addresses a node peers from: IPv4, then IPv6 if it has one. A node without an
+    IPv4 address runs no BGP (its intent waits for one), so it has none."""
+    bgp = node.spec.bgp
+    if bgp is None or bgp.ipv4_address is None:
+        return []
+    out: list[IPAddress] = [bgp.ipv4_address.ip]
+    if bgp.ipv6_address is not None:
+        out.append(bgp.ipv6_address.ip)
+    return out
+
+
 def _waits(mine: IPAddress, theirs: IPAddress) -> bool:
     """Only one side of a node-to-node session dials: calico-node's rule, so a Wren node and a
     calico-node agree too — wait when the peer's address is greater, compared as text."""
@@ -62,6 +91,9 @@ def compute_intent(inp: BGPInputs, secret: SecretLookup | None = None) -> BGPInt
     spec = inp.config.spec if inp.config is not None else None
     global_as = spec.as_number if spec is not None else DEFAULT_AS_NUMBER
     my_addr = me.spec.bgp.ipv4_address.ip
+    my_addr6 = me.spec.bgp.ipv6_address.ip if me.spec.bgp.ipv6_address is not None else None
+    # Our end of a session of each family: source address, and what `_waits` compares.
+    source_for: dict[int, IPAddress | None] = {4: my_addr, 6: my_addr6}
     my_as = me.spec.bgp.as_number or global_as
     my_cluster = me.spec.bgp.route_reflector_cluster_id
     warnings: list[str] = []
@@ -71,8 +103,8 @@ def compute_intent(inp: BGPInputs, secret: SecretLookup | None = None) -> BGPInt
 
     node_by_ip: dict[IPAddress, Node] = {}
     for node in inp.nodes.values():
-        if node.spec.bgp and node.spec.bgp.ipv4_address:
-            node_by_ip[node.spec.bgp.ipv4_address.ip] = node
+        for node_addr in _node_addresses(node):
+            node_by_ip[node_addr] = node
 
     def cluster_of(addr: IPAddress) -> ipaddress.IPv4Address | None:
         node = node_by_ip.get(addr)
@@ -102,22 +134,29 @@ def compute_intent(inp: BGPInputs, secret: SecretLookup | None = None) -> BGPInt
                 continue
             if bgp.route_reflector_cluster_id is not None:
                 continue  # reflectors leave the mesh
-            mesh_addr: IPAddress = bgp.ipv4_address.ip
-            peers.setdefault(mesh_addr, PeerIntent(
-                address=mesh_addr, peer_as=node_as(node), local_as=my_as,
-                type="node-to-node mesh", name=name, passive=_waits(my_addr, mesh_addr),
-                password=mesh_password,
-                source_address=my_addr, restart_time=mesh_restart, is_node=True,
-            ))
+            for mesh_addr in _node_addresses(node):
+                source = source_for[mesh_addr.version]
+                if source is None:
+                    continue  # IPv6 only between two nodes that both have an IPv6 address
+                peers.setdefault(mesh_addr, PeerIntent(
+                    address=mesh_addr, peer_as=node_as(node), local_as=my_as,
+                    type="node-to-node mesh", name=name, passive=_waits(source, mesh_addr),
+                    password=mesh_password,
+                    source_address=source, restart_time=mesh_restart, is_node=True,
+                ))
 
     for peer in sorted(inp.peers, key=lambda p: p.metadata.name):
-        for target in _targets(peer, inp, me, warnings):
-            target_addr, port, peer_as, node_peer = target
-            if target_addr.version != 4:
-                warnings.append(f"BGPPeer {peer.metadata.name}: peer {target_addr} is IPv6; "
-                                "this release runs IPv4 sessions only, so no session")
+        for target_addr, port, peer_as, node_peer, explicit in _targets(peer, inp, me,
+                                                                         warnings):
+            source = source_for[target_addr.version]
+            if source is None:
+                if explicit:
+                    warnings.append(
+                        f"BGPPeer {peer.metadata.name}: spec.peerIP {target_addr} is IPv6, but "
+                        f"Node {inp.node_name} has no spec.bgp.ipv6Address (an IPv6 session "
+                        "needs one as its source address and next hop); no session")
                 continue
-            if target_addr == my_addr or target_addr in peers:
+            if target_addr in (my_addr, my_addr6) or target_addr in peers:
                 continue
             addr: IPAddress = target_addr
             s = peer.spec
@@ -132,9 +171,9 @@ def compute_intent(inp: BGPInputs, secret: SecretLookup | None = None) -> BGPInt
             peers[addr] = PeerIntent(
                 address=addr, peer_as=peer_as, local_as=local_as, type=kind,
                 name=peer.metadata.name, port=port or 179,
-                passive=node_peer and _waits(my_addr, addr),
+                passive=node_peer and _waits(source, addr),
                 password=password,
-                source_address=my_addr if s.source_address == "UseNodeIP" else None,
+                source_address=source if s.source_address == "UseNodeIP" else None,
                 restart_time=_seconds(s.max_restart_time),
                 keepalive_time=(int(s.keepalive_time.total_seconds())
                                 if s.keepalive_time is not None else None),
@@ -155,15 +194,14 @@ def compute_intent(inp: BGPInputs, secret: SecretLookup | None = None) -> BGPInt
         address=my_addr, address6=ipv6.ip if ipv6 is not None else None,
         listen_port=spec.listen_port if spec is not None else 179,
         cluster_id=my_cluster,
-        peers=tuple(sorted(peers.values(), key=lambda p: p.address)),
+        peers=tuple(sorted(peers.values(), key=lambda p: (p.address.version, p.address))),
         announce=tuple(announce), accept=tuple(sorted(set(accept), key=str)),
         own=tuple(sorted(own, key=str)), warnings=tuple(warnings),
     )
 
 
-def _targets(peer: BGPPeer, inp: BGPInputs, me: Node,
-             warnings: list[str]) -> list[tuple[IPAddress, int | None, int, bool]]:
-    """(address, port, AS, is a node) of each session this BGPPeer asks of our node."""
+def _targets(peer: BGPPeer, inp: BGPInputs, me: Node, warnings: list[str]) -> list[_Target]:
+    """Each session this BGPPeer asks of our node; a selected node's once per address."""
     s = peer.spec
     name = peer.metadata.name
     global_as = inp.config.spec.as_number if inp.config is not None else DEFAULT_AS_NUMBER
@@ -175,39 +213,33 @@ def _targets(peer: BGPPeer, inp: BGPInputs, me: Node,
             return parse_selector(s.node_selector).matches(_labels(node_name, node))
         return True
 
-    def node_target(node: Node) -> tuple[IPAddress, int | None, int, bool] | None:
-        if node.spec.bgp is None or node.spec.bgp.ipv4_address is None:
-            return None
-        return (node.spec.bgp.ipv4_address.ip, None,
-                node.spec.bgp.as_number or global_as, True)
+    def node_targets(node: Node) -> list[_Target]:
+        peer_as = (node.spec.bgp.as_number if node.spec.bgp else None) or global_as
+        return [_Target(a, None, peer_as, True, False) for a in _node_addresses(node)]
 
-    out: list[tuple[IPAddress, int | None, int, bool]] = []
+    out: list[_Target] = []
     if applies_to(inp.node_name, me):
         if s.peer_ip:
             if s.as_number is None:
                 warnings.append(f"BGPPeer {name}: peerIP without asNumber; skipped")
                 return []
             addr, port = split_peer_ip(s.peer_ip)
-            node = next((n for n in inp.nodes.values()
-                         if n.spec.bgp and n.spec.bgp.ipv4_address
-                         and n.spec.bgp.ipv4_address.ip == addr), None)
-            out.append((addr, port, s.as_number, node is not None))
+            is_node = any(addr in _node_addresses(n) for n in inp.nodes.values())
+            out.append(_Target(addr, port, s.as_number, is_node, True))
         elif s.peer_selector:
             selector = parse_selector(s.peer_selector)
             for other_name, other in sorted(inp.nodes.items()):
                 if (other_name != inp.node_name
-                        and selector.matches(_labels(other_name, other))
-                        and (t := node_target(other)) is not None):
-                    out.append(t)
+                        and selector.matches(_labels(other_name, other))):
+                    out += node_targets(other)
     # The reverse direction: when our node is selected as the peer, the nodes this BGPPeer
     # applies to peer with us (Calico's reversePeering Auto), so both sides configure a session.
     if s.peer_selector and s.reverse_peering != "Manual":
         selector = parse_selector(s.peer_selector)
         if selector.matches(_labels(inp.node_name, me)):
             for other_name, other in sorted(inp.nodes.items()):
-                if (other_name != inp.node_name and applies_to(other_name, other)
-                        and (t := node_target(other)) is not None):
-                    out.append(t)
+                if other_name != inp.node_name and applies_to(other_name, other):
+                    out += node_targets(other)
     return out
 
 

@@ -16,6 +16,10 @@ How a remote block is reached depends on the pool it belongs to (Calico's rules)
                                   → like Never, unless it covers our own subnet      (BGP)
 A direct next hop outside our subnet is resolved recursively through the host's own route to it
 (BIRD's "gateway recursive"), so a plain BGP fabric with a router between subnets works.
+IPv6 blocks are routed directly only (IPIP has no IPv6 form; IPv6 VXLAN is not implemented: such
+a pool gets a warning and its remote blocks no route): via the BGP next hop, an IPv6 address,
+with the device left to the kernel (the IPv6 address need not sit on the IPv4 one's interface),
+and the next hop resolved recursively when it is outside `spec.bgp.ipv6Address`'s prefix.
 "Our subnet" is the prefix of this node's `spec.bgp.ipv4Address`. VXLAN routes come from the
 datastore (blocks + their node's VTEP), as in Calico; the rest from what BGP learned, so that a
 block that no BGP peer announces is not routed.
@@ -127,6 +131,17 @@ def _node_ip(node: Node | None) -> ipaddress.IPv4Interface | None:
     return node.spec.bgp.ipv4_address
 
 
+def _node_net6(node: Node | None) -> ipaddress.IPv6Network | None:
+    if node is None or node.spec.bgp is None or node.spec.bgp.ipv6_address is None:
+        return None
+    return node.spec.bgp.ipv6_address.network
+
+
+def _v6_vxlan_problem(pool: IPPool) -> str:
+    return (f"IPPool {pool.name} spec.vxlanMode {pool.spec.vxlan_mode}: VXLAN on an IPv6 pool "
+            "is not implemented; no route")
+
+
 def compute_desired(inp: CalcInput) -> DesiredDataplane:
     """This node's desired dataplane, from scratch."""
     routes, warnings = workload_routes(inp.endpoints)
@@ -143,6 +158,7 @@ class _LearnedRoutes:
         self._pools = _pools_by_cidr(inp.pools)
         me = _node_ip(inp.nodes.get(inp.node_name))
         self._my_net: IPNetwork | None = me.network if me is not None else None
+        self._my_net6: IPNetwork | None = _node_net6(inp.nodes.get(inp.node_name))
         self._host = inp.host
         # As Prefix4s (their fields read without a Python call), checked against every prefix.
         self._local_blocks = [parse_prefix(str(r.dst)) for r in base.block_routes.values()
@@ -182,7 +198,7 @@ class _LearnedRoutes:
         if self._local_blocks and any(overlaps(prefix, b) for b in self._local_blocks):
             return None, None  # our block, or inside or around one
         pool = _pool_for(self._pools, prefix)
-        my_net = self._my_net
+        my_net = self._my_net if prefix.version == 4 else self._my_net6
         if pool is None and my_net is not None and overlaps(prefix, my_net):
             return None, (f"route {prefix}: learned over BGP but covers this node's subnet "
                           f"{my_net}; not programmed (it would shadow the host's own route)")
@@ -198,11 +214,13 @@ class _LearnedRoutes:
         return BlockRoute(prefix, kind, gateway, device), None
 
     def _via(self, pool: IPPool | None, next_hop: IPAddress) -> _Via:
-        my_net = self._my_net
+        v4 = next_hop.version == 4
+        my_net = self._my_net if v4 else self._my_net6
         if pool is not None and pool.spec.vxlan_mode != "Never":
+            if pool.spec.cidr.version == 6:
+                return None, None, None, _v6_vxlan_problem(pool)
             return None, None, None, None  # VXLAN blocks are routed from the datastore
-        if pool is not None and _needs_encap(pool.spec.ipip_mode, my_net, next_hop) \
-                and next_hop.version == 4:
+        if pool is not None and _needs_encap(pool.spec.ipip_mode, my_net, next_hop) and v4:
             return "ipip", next_hop, IPIP_DEVICE, None
         gateway: IPAddress | None = next_hop
         if my_net is not None and next_hop.version == my_net.version and next_hop not in my_net:
@@ -211,7 +229,7 @@ class _LearnedRoutes:
             if gateway is None:
                 return None, None, None, (f"next hop {next_hop} is not in our subnet and the "
                                           "host has no route to it; no route")
-        return "direct", gateway, self._host.parent_iface, None
+        return "direct", gateway, self._host.parent_iface if v4 else None, None
 
 
 # How a learned prefix is routed, by pool and next hop: (kind, gateway, device, problem).
@@ -288,12 +306,16 @@ def _datastore_infrastructure(inp: CalcInput) -> _Infrastructure:
                 node=name, ip=tunnel, mac=node.spec.vxlan_tunnel_mac_addr or vxlan_mac_for(name),
                 node_ip=addr.ip,
             )
+    v6_vxlan: dict[str, IPPool] = {}  # IPv6 pools asking for VXLAN, which has no IPv6 form here
     for block in inp.blocks.values():
         owner = block.affinity_node
         if owner is None or owner == inp.node_name:
             continue
         pool = _pool_for(pools, block.spec.cidr)
         if pool is None or pool.spec.vxlan_mode == "Never":
+            continue
+        if block.spec.cidr.version == 6:
+            v6_vxlan[pool.name] = pool
             continue
         owner_if = _node_ip(inp.nodes.get(owner))
         if owner_if is None:
@@ -313,6 +335,9 @@ def _datastore_infrastructure(inp: CalcInput) -> _Infrastructure:
                 dst=block.spec.cidr, kind="direct", gateway=owner_if.ip,
                 device=inp.host.parent_iface, node=owner,
             )
+
+    warnings += [f"remote IPv6 blocks: {_v6_vxlan_problem(p)}"
+                 for _, p in sorted(v6_vxlan.items())]
 
     host_mtu = inp.host.host_mtu
     vxlan_mtu = inp.felix.vxlan_mtu or host_mtu - 50

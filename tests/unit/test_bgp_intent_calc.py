@@ -50,15 +50,20 @@ def pool(name: str, cidr: str, **spec: Any) -> IPPool:
     return res(IPPool, name, {"cidr": cidr, **spec})
 
 
+def _name(cidr: str) -> str:
+    """A resource name for a CIDR, as Calico's IPAM makes one (IPv6 colons become dashes)."""
+    return cidr.replace("/", "-").replace(".", "-").replace(":", "-").strip("-")
+
+
 def block(cidr: str, owner: str) -> IPAMBlock:
     size = net(cidr).num_addresses
-    return res(IPAMBlock, cidr.replace("/", "-").replace(".", "-"),
+    return res(IPAMBlock, _name(cidr),
                {"cidr": cidr, "affinity": f"host:{owner}", "allocations": [None] * size,
                 "unallocated": list(range(size)), "attributes": []})
 
 
 def affinity(owner: str, cidr: str, state: str) -> BlockAffinity:
-    return res(BlockAffinity, f"{owner}-" + cidr.replace("/", "-").replace(".", "-"),
+    return res(BlockAffinity, f"{owner}-" + _name(cidr),
                {"state": state, "node": owner, "cidr": cidr})
 
 
@@ -484,8 +489,119 @@ def test_communities_come_from_prefix_advertisements_named_or_literal() -> None:
     }
 
 
-def test_an_ipv6_bgppeer_gets_no_session_and_a_warning_that_says_why() -> None:
+# -- IPv6 sessions (dual stack) -----------------------------------------------------------------
+D1, D2, D3 = (node(f"n{i}", f"10.0.0.{i}/24", ipv6Address=f"fd00::{i}/64") for i in (1, 2, 3))
+POOL6 = pool("default-ipv6-ippool", "fd00:65::/48")
+
+
+def test_dual_stack_nodes_mesh_twice_one_session_per_family_between_same_family_addresses(
+) -> None:
+    # n3 has no IPv6 address: with it only the IPv4 session.
+    intent = intent_of(nodes=(D1, D2, N3))
+    peers = by_addr(intent)
+    assert sorted(peers) == ["10.0.0.2", "10.0.0.3", "fd00::2"]
+    v4, v6 = peers["10.0.0.2"], peers["fd00::2"]
+    assert v6.type == "node-to-node mesh" and v6.name == "n2" and v6.is_node
+    assert v6.source_address == ip("fd00::1") and v4.source_address == ip("10.0.0.1")
+    assert (v6.peer_as, v6.local_as, v6.restart_time) == (64512, 64512, 120)
+    # The router ID stays the IPv4 address; the IPv6 address is where IPv6 sessions live.
+    assert intent.router_id == ip("10.0.0.1") and intent.address6 == ip("fd00::1")
+    # IPv4 sessions first, then IPv6 (a stable order: the rendered file must not move).
+    assert [str(p.address) for p in intent.peers] == ["10.0.0.2", "10.0.0.3", "fd00::2"]
+
+
+def test_a_node_without_an_ipv6_address_meshes_over_ipv4_only() -> None:
+    intent = intent_of("n3", nodes=(D1, D2, N3))
+    assert sorted(by_addr(intent)) == ["10.0.0.1", "10.0.0.2"]
+    assert intent.address6 is None and intent.warnings == ()
+
+
+def test_exactly_one_side_dials_each_ipv6_mesh_session() -> None:
+    # Calico's rule compares the IPv6 addresses as text too: "fd00::2" > "fd00::10".
+    a = node("a", "10.0.0.9/24", ipv6Address="fd00::2/64")
+    b = node("b", "10.0.0.10/24", ipv6Address="fd00::10/64")
+    from_a = by_addr(intent_of("a", nodes=(a, b)))
+    from_b = by_addr(intent_of("b", nodes=(a, b)))
+    assert from_a["fd00::10"].passive is False and from_b["fd00::2"].passive is True
+    # Each family on its own: over IPv4 ("10.0.0.9" > "10.0.0.10") it is b that waits.
+    assert from_a["10.0.0.10"].passive is False and from_b["10.0.0.9"].passive is True
+
+
+def test_an_ipv6_bgppeer_is_a_session_from_our_ipv6_address_with_its_ipv6_filter_rules(
+) -> None:
+    f = bgp_filter(
+        "tor-filter",
+        importV4=[{"action": "Reject", "cidr": "10.65.0.0/16", "matchOperator": "In"}],
+        importV6=[{"action": "Reject", "cidr": "fd00:66::/48", "matchOperator": "In"}],
+        exportV6=[{"action": "Accept", "cidr": "fd00:65::/48", "matchOperator": "In"},
+                  {"action": "Reject"}],
+    )
+    tor6 = peer("v6-tor", peerIP="[2001:db8::1]:1790", asNumber=65100, filters=["tor-filter"])
+    intent = intent_of(nodes=(D1, D2), peers=(tor6,), filters=(f,))
+    p = by_addr(intent)["2001:db8::1"]
+    assert (p.type, p.name, p.port, p.peer_as, p.ebgp) == ("global", "v6-tor", 1790, 65100, True)
+    assert p.source_address == ip("fd00::1") and not p.passive and not p.is_node
+    assert p.import_rules == (
+        FilterRule(action="Reject", cidr=net("fd00:66::/48"), match_operator="In"),)
+    assert p.export_rules == (
+        FilterRule(action="Accept", cidr=net("fd00:65::/48"), match_operator="In"),
+        FilterRule(action="Reject"),
+    )
+    assert intent.warnings == ()
+
+
+def test_an_ipv6_bgppeer_on_a_node_without_an_ipv6_address_warns_and_opens_no_session() -> None:
     v6 = peer("v6-tor", peerIP="2001:db8::1", asNumber=65100)
-    intent = intent_of(peers=(v6,))
+    v4 = peer("tor", peerIP="192.0.2.1", asNumber=65100)
+    intent = intent_of(peers=(v6, v4))
     assert "2001:db8::1" not in by_addr(intent)
-    assert any("v6-tor" in w and "IPv6" in w for w in intent.warnings)
+    assert "192.0.2.1" in by_addr(intent)
+    [warning] = intent.warnings
+    assert "BGPPeer v6-tor" in warning and "spec.peerIP 2001:db8::1" in warning
+    assert "Node n1 has no spec.bgp.ipv6Address" in warning and "no session" in warning
+
+
+def test_source_address_none_leaves_the_ipv6_source_to_the_renderer() -> None:
+    v6 = peer("v6-tor", peerIP="2001:db8::1", asNumber=65100, sourceAddress="None")
+    assert by_addr(intent_of(nodes=(D1,), peers=(v6,)))["2001:db8::1"].source_address is None
+
+
+def test_peer_ip_of_another_nodes_ipv6_address_is_a_node_session() -> None:
+    to_n2 = peer("to-n2", peerIP="fd00::2", asNumber=64512)
+    p = by_addr(intent_of(nodes=(D1, D2), cfg=NO_MESH, peers=(to_n2,)))["fd00::2"]
+    assert p.is_node and p.passive  # "fd00::2" > "fd00::1": n2 dials
+
+
+def test_selected_dual_stack_reflectors_get_a_session_per_family_both_ways() -> None:
+    rr1 = node("rr1", "10.0.0.101/24", labels=RR_LABEL, routeReflectorClusterID=CLUSTER,
+               ipv6Address="fd00::101/64")
+    client = by_addr(intent_of("n1", nodes=(D1, N2, rr1), cfg=NO_MESH, peers=(TO_RRS,)))
+    assert sorted(client) == ["10.0.0.101", "fd00::101"]
+    assert client["fd00::101"].source_address == ip("fd00::1")
+    assert client["fd00::101"].type == "node specific" and client["fd00::101"].is_node
+    # The reflector: n1 over both families (a client, outside its cluster), n2 over IPv4 only.
+    reflector = by_addr(intent_of("rr1", nodes=(D1, N2, rr1), cfg=NO_MESH, peers=(TO_RRS,)))
+    assert sorted(reflector) == ["10.0.0.1", "10.0.0.2", "fd00::1"]
+    assert reflector["fd00::1"].rr_client and reflector["10.0.0.1"].rr_client
+    assert reflector["fd00::1"].source_address == ip("fd00::101")
+
+
+def test_a_reflector_knows_its_own_clusters_members_by_their_ipv6_address_too() -> None:
+    rr1 = node("rr1", "10.0.0.101/24", labels=RR_LABEL, routeReflectorClusterID=CLUSTER,
+               ipv6Address="fd00::101/64")
+    rr2 = node("rr2", "10.0.0.102/24", labels=RR_LABEL, routeReflectorClusterID=CLUSTER,
+               ipv6Address="fd00::102/64")
+    peers = by_addr(intent_of("rr1", nodes=(D1, rr1, rr2), cfg=NO_MESH, peers=(TO_RRS,)))
+    assert not peers["fd00::102"].rr_client and not peers["10.0.0.102"].rr_client
+    assert peers["fd00::1"].rr_client
+
+
+def test_ipv6_blocks_are_announced_owned_and_ipv6_pools_accepted_beside_ipv4_ones() -> None:
+    blocks = (block("10.65.0.0/26", "n1"), block("fd00:65::/122", "n1"),
+              block("fd00:65::40/122", "n2"))
+    affs = (affinity("n1", "10.65.0.0/26", "confirmed"),
+            affinity("n1", "fd00:65::/122", "confirmed"))
+    intent = intent_of(nodes=(D1, D2), pools=(POOL, POOL6), blocks=blocks, affinities=affs)
+    assert [str(a.prefix) for a in intent.announce] == ["10.65.0.0/26", "fd00:65::/122"]
+    assert [str(n) for n in intent.own] == ["10.65.0.0/26", "fd00:65::/122"]
+    assert {str(n) for n in intent.accept} == {"10.65.0.0/16", "fd00:65::/48"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from dataclasses import replace
 
 import pytest
 
@@ -436,6 +437,45 @@ def test_ipv6_announcements_go_only_to_ipv6_peers_with_our_ipv6_next_hop() -> No
     out6 = r.wanted_out(v6_peer)
     assert set(out6) == {net("fd00:10::/122")}
     assert out6[net("fd00:10::/122")].next_hop == ip("fd00::1")
+
+
+def test_an_ipv6_peer_gets_nothing_while_we_have_no_ipv6_address() -> None:
+    v6_peer = PeerIntent(address=ip("fd00::2"), peer_as=64512, local_as=64512,
+                         type="global")
+    base = BGPIntent(node="me", router_id=ipaddress.IPv4Address("10.0.0.1"), local_as=64512,
+                     address=ip("10.0.0.1"), peers=(v6_peer,),
+                     announce=(Announcement(prefix=net("fd00:10::/122")),))
+    r, _ = rib(base)
+    assert r.wanted_out(v6_peer) == {}  # never an IPv4 next hop on an IPv6 route
+
+
+DUAL_STACK = BGPIntent(
+    node="me", router_id=ipaddress.IPv4Address("10.0.0.1"), local_as=64512,
+    address=ip("10.0.0.1"), address6=ipaddress.IPv6Address("fd00::1"),
+    peers=(mesh("10.0.0.2"), mesh("fd00::2", rr_client=True), mesh("fd00::3", rr_client=True),
+           mesh("10.0.0.3", rr_client=True)),
+    announce=(Announcement(prefix=net("fd00:65::/122")),),
+    accept=(net("10.65.0.0/16"), net("fd00:65::/48")), own=(net("fd00:65::/122"),),
+)
+
+
+def test_ipv6_paths_pass_the_same_import_policy_as_ipv4_ones() -> None:
+    r, _ = rib(DUAL_STACK)
+    v6 = ip("fd00::2")
+    announce(r, v6, net("fd00:65::40/122"), net("fd00:65::/122"), net("fd00:65::8/125"),
+             net("fd00:99::/64"), net("::/0"))
+    assert r.learned() == {net("fd00:65::40/122"): (v6, v6)}
+    assert r.counters(v6).rejected == {"own block": 2, "outside pools": 1, "default route": 1}
+
+
+def test_a_reflector_reflects_ipv6_paths_to_ipv6_peers_only() -> None:
+    r, _ = rib(replace(DUAL_STACK, cluster_id=ipaddress.IPv4Address("224.0.0.1")))
+    announce(r, ip("fd00::2"), net("fd00:65::40/122"))
+    to_v6 = r.wanted_out(mesh("fd00::3", rr_client=True))
+    assert set(to_v6) == {net("fd00:65::/122"), net("fd00:65::40/122")}
+    assert to_v6[net("fd00:65::40/122")].next_hop == ip("fd00::2")  # unchanged (RFC 4456)
+    assert to_v6[net("fd00:65::40/122")].cluster_list == ("224.0.0.1",)
+    assert r.wanted_out(mesh("10.0.0.3", rr_client=True)) == {}
 
 
 def test_a_node_that_is_no_reflector_passes_on_nothing_it_learned() -> None:

@@ -34,7 +34,8 @@ def node(name: str, addr: str, **spec: Any) -> Node:
 def block(cidr: str, owner: str) -> IPAMBlock:
     size = net(cidr).num_addresses
     res = parse({"apiVersion": "projectcalico.org/v3", "kind": "IPAMBlock",
-                 "metadata": {"name": cidr.replace("/", "-").replace(".", "-")},
+                 "metadata": {"name": cidr.replace("/", "-").replace(".", "-")
+                              .replace(":", "-").strip("-")},
                  "spec": {"cidr": cidr, "affinity": f"host:{owner}", "strictAffinity": False,
                           "allocations": [None] * size, "unallocated": list(range(size)),
                           "attributes": []}})
@@ -190,3 +191,62 @@ def test_two_endpoints_claiming_one_address_keep_the_first_and_warn() -> None:
                         "default/b": wep("b", "n1", "10.65.0.5/32", "cali0000000000b")})
     assert d.workload_routes[net("10.65.0.5/32")].iface == "cali0000000000a"
     assert d.warnings
+
+
+# -- IPv6 blocks learned over BGP --------------------------------------------------------------
+DUAL = {
+    "n1": node("n1", "10.0.1.11/24", bgp={"ipv6Address": "fd00:1::11/64"}),
+    "n2": node("n2", "10.0.1.12/24", bgp={"ipv6Address": "fd00:1::12/64"}),
+    "n3": node("n3", "10.0.2.11/24", bgp={"ipv6Address": "fd00:2::11/64"}),
+}
+POOLS6 = {"p": pool("p", "10.65.0.0/16"), "p6": pool("p6", "fd00:65::/48")}
+BLOCKS6 = {**BLOCKS, **{b: block(b, o) for b, o in (("fd00:65::/122", "n1"),
+                                                      ("fd00:65::40/122", "n2"),
+                                                      ("fd00:65::80/122", "n3"))}}
+LEARNED6 = {**LEARNED, net("fd00:65::40/122"): ip("fd00:1::12"),
+            net("fd00:65::80/122"): ip("fd00:2::11")}
+HOST6 = HostFacts(parent_iface="eth0", gateways={ip("10.0.2.11"): ip("10.0.1.1"),
+                                                 ip("fd00:2::11"): ip("fd00:1::1")})
+
+
+def test_learned_ipv6_blocks_are_routed_directly_via_their_ipv6_next_hop() -> None:
+    d = calc(POOLS6, nodes=DUAL, blocks=BLOCKS6, learned=LEARNED6, host=HOST6)
+    r = d.block_routes[net("fd00:65::40/122")]
+    # The device is left to the kernel: our IPv6 address need not be on the IPv4 one's link.
+    assert (r.kind, r.gateway, r.device) == ("direct", ip("fd00:1::12"), None)
+    assert d.block_routes[net("fd00:65::/122")].kind == "blackhole"  # ours
+    assert d.block_routes[net("10.65.1.0/26")].device == "eth0"  # IPv4 as before
+    assert d.warnings == ()
+
+
+def test_an_ipv6_next_hop_off_our_ipv6_subnet_resolves_through_the_hosts_route() -> None:
+    d = calc(POOLS6, nodes=DUAL, blocks=BLOCKS6, learned=LEARNED6, host=HOST6)
+    assert d.block_routes[net("fd00:65::80/122")].gateway == ip("fd00:1::1")
+    unresolved = calc(POOLS6, nodes=DUAL, blocks=BLOCKS6, learned=LEARNED6, host=HOST)
+    assert net("fd00:65::80/122") not in unresolved.block_routes
+    assert any("fd00:2::11" in w and "no route" in w for w in unresolved.warnings)
+
+
+def test_an_ipv6_block_learned_into_our_own_block_is_never_programmed() -> None:
+    learned = {**LEARNED6, net("fd00:65::/122"): ip("fd00:1::12"),
+               net("fd00:65::8/125"): ip("fd00:1::12")}
+    d = calc(POOLS6, nodes=DUAL, blocks=BLOCKS6, learned=learned, host=HOST6)
+    assert d.block_routes[net("fd00:65::/122")].kind == "blackhole"
+    assert net("fd00:65::8/125") not in d.block_routes
+
+
+def test_a_learned_ipv6_route_covering_our_ipv6_subnet_is_refused() -> None:
+    learned = {net("fd00:1::/48"): ip("fd00:1::12")}
+    d = calc(POOLS6, nodes=DUAL, blocks=BLOCKS6, learned=learned, host=HOST6)
+    assert net("fd00:1::/48") not in d.block_routes
+    assert any("fd00:1::/48" in w and "fd00:1::/64" in w for w in d.warnings)
+
+
+def test_an_ipv6_pool_asking_for_vxlan_gets_a_warning_and_no_routes() -> None:
+    pools = {"p": pool("p", "10.65.0.0/16"), "p6": pool("p6", "fd00:65::/48", vxlanMode="Always")}
+    d = calc(pools, nodes=DUAL, blocks=BLOCKS6, learned=LEARNED6, host=HOST6)
+    assert net("fd00:65::40/122") not in d.block_routes
+    assert net("fd00:65::80/122") not in d.block_routes
+    assert any(w.startswith("remote IPv6 blocks: IPPool p6 spec.vxlanMode Always")
+               for w in d.warnings)
+    assert any(w.startswith("route fd00:65::40/122: IPPool p6") for w in d.warnings)

@@ -163,6 +163,16 @@ def test_family_follows_the_peer_address_version() -> None:
     assert "family { ipv6 unicast; }" in _only_block(v6)
 
 
+def test_an_ipv6_neighbor_speaks_from_our_ipv6_address_with_our_ipv4_router_id() -> None:
+    v6 = _peer("fd99::2")  # sourceAddress None: the session still needs an IPv6 local end
+    block = _only_block(v6, address6=ipaddress.IPv6Address("fd99::1"))
+    assert "local-address fd99::1;" in block
+    assert "router-id 10.99.0.1;" in block  # an IPv6 neighbor needs one, and it is IPv4
+    assert "family { ipv6 unicast; }" in block
+    v4 = _only_block(_peer("10.99.0.2"), address6=ipaddress.IPv6Address("fd99::1"))
+    assert "local-address 10.99.0.1;" in v4 and "family { ipv4 unicast; }" in v4
+
+
 def test_description_names_peer_type_and_name() -> None:
     block = _only_block(_peer(type="global", name="tor-1"))
     assert 'description "global: tor-1";' in block
@@ -173,6 +183,14 @@ def test_env_binds_to_the_node_address_and_listen_port() -> None:
     env = render_env(_intent(listen_port=1790), run_dir="/run/wren")
     assert env["exabgp_tcp_bind"] == "10.99.0.1"
     assert env["exabgp_tcp_port"] == "1790"
+
+
+def test_env_binds_to_the_ipv6_address_too_so_ipv6_peers_can_dial_us() -> None:
+    env = render_env(_intent(address6=ipaddress.IPv6Address("fd99::1")), run_dir="/run/wren")
+    assert env["exabgp_tcp_bind"] == "10.99.0.1 fd99::1"  # ExaBGP's space-separated ip list
+    without = render_env(_intent(address6=ipaddress.IPv6Address("fd99::1")), run_dir="/run/wren",
+                         listen6=False)
+    assert without["exabgp_tcp_bind"] == "10.99.0.1"
 
 
 def test_env_without_intent_does_not_bind() -> None:
@@ -206,6 +224,8 @@ def test_rendered_configuration_passes_exabgp_validate(tmp_path: Path,
         _peer("10.99.0.3", type="global", name="tor", peer_as=65000, port=1790,
               restart_time=0),
         _peer("fd99::2", type="node specific", source_address=ipaddress.ip_address("fd99::1")),
+        _peer("fd99::3", type="node-to-node mesh"),
+        address6=ipaddress.IPv6Address("fd99::1"),
     )
     helper = shutil.which("true") or "/bin/true"
     config = tmp_path / "exabgp.conf"

@@ -47,9 +47,11 @@ class FakeIPRoute:
         return [Msg({}, RTA_GATEWAY=gw)]
 
 
-def state_with_node(address: str | None) -> ClusterState:
+def state_with_node(address: str | None, address6: str | None = None) -> ClusterState:
     state = ClusterState("n1")
     spec: dict[str, Any] = {"bgp": {"ipv4Address": address}} if address else {}
+    if address6:
+        spec["bgp"]["ipv6Address"] = address6
     state.apply("Node", "n1", {"apiVersion": "projectcalico.org/v3", "kind": "Node",
                                "metadata": {"name": "n1"}, "spec": spec})
     return state
@@ -105,6 +107,26 @@ def test_off_subnet_next_hops_resolve_through_the_host_route() -> None:
     facts = HostReader(ipr, lambda: [])(state)
     assert dict(facts.gateways) == {ip("10.0.2.11"): ip("10.0.1.1")}  # in-subnet hop: no lookup
     assert ("route", "10.0.1.12") not in ipr.calls
+
+
+def test_off_subnet_ipv6_next_hops_resolve_through_the_host_route_too() -> None:
+    ipr = FakeIPRoute({2: ("eth0", 1500)}, {2: "10.0.1.11"},
+                      {"fd00:2::11": "fd00:1::1", "10.0.2.11": "10.0.1.1"})
+    ip, net = ipaddress.ip_address, ipaddress.ip_network
+    learned = {net("fd00:65::/122"): ip("fd00:1::12"), net("fd00:65::40/122"): ip("fd00:2::11"),
+               net("10.65.2.0/26"): ip("10.0.2.11")}
+    state = state_with_node("10.0.1.11/24", "fd00:1::11/64")
+    state.set_learned(learned)
+    facts = HostReader(ipr, lambda: [])(state)
+    assert dict(facts.gateways) == {ip("fd00:2::11"): ip("fd00:1::1"),
+                                    ip("10.0.2.11"): ip("10.0.1.1")}
+    assert ("route", "fd00:1::12") not in ipr.calls  # on our IPv6 subnet: no lookup
+    # Without an IPv6 address of our own there is no IPv6 subnet to be off.
+    ipr.calls.clear()
+    v4_only = state_with_node("10.0.1.11/24")
+    v4_only.set_learned(learned)
+    assert dict(HostReader(ipr, lambda: [])(v4_only).gateways) == {ip("10.0.2.11"): ip("10.0.1.1")}
+    assert not [c for c in ipr.calls if c[0] == "route" and ":" in c[1]]
 
 
 class Clock:
