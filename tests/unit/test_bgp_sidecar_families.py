@@ -43,7 +43,7 @@ INTENT = BGPIntent(
 
 class Captured:
     def __init__(self, tmp: Path) -> None:
-        self.sidecar = Sidecar(SidecarConfig(node_name="me", run_dir=tmp, exabgp="exabgp"))
+        self.sidecar = Sidecar(SidecarConfig(node_name="me", run_dir=tmp, exabgp=("exabgp",)))
         self.sidecar.intent = INTENT
         self.sidecar.rib.set_intent(INTENT)
         self.sidecar._sync_status()
@@ -133,7 +133,7 @@ def test_an_ipv6_address_not_on_the_host_is_left_out_of_the_bind_list() -> None:
 
 def test_exabgp_is_started_listening_only_where_it_can_bind(tmp_path: Path) -> None:
     present: set[str] = set()
-    sidecar = Sidecar(SidecarConfig(node_name="me", run_dir=tmp_path, exabgp="exabgp"),
+    sidecar = Sidecar(SidecarConfig(node_name="me", run_dir=tmp_path, exabgp=("exabgp",)),
                       usable=lambda a: a.version == 4 or str(a) in present)
     sidecar.intent = INTENT
     assert sidecar._exabgp_env()["exabgp_tcp_bind"] == "10.99.0.1"
@@ -154,7 +154,7 @@ class Clock:
 def test_exabgp_is_restarted_once_the_missing_ipv6_address_appears(tmp_path: Path) -> None:
     present: set[str] = set()
     clock = Clock()
-    sidecar = Sidecar(SidecarConfig(node_name="me", run_dir=tmp_path, exabgp="exabgp"),
+    sidecar = Sidecar(SidecarConfig(node_name="me", run_dir=tmp_path, exabgp=("exabgp",)),
                       clock=clock, usable=lambda a: a.version == 4 or str(a) in present)
     sidecar.intent = INTENT
     sidecar.proc = object()  # type: ignore[assignment]  # ExaBGP running, as far as this goes
