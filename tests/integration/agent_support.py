@@ -51,10 +51,16 @@ def agent_cluster(mode: str, tmp: Path, *, nodes: int = 2, bgp: bool = False,
                                     env=cluster.node_env(node))
         yield cluster
     finally:
-        for name, proc in cluster.procs.procs.items():
-            if not proc.alive():
-                print(f"--- {name} exited early:\n{proc.tail(40)}")
-        cluster.down()
+        tear_down(cluster)
+
+
+def tear_down(cluster: LabCluster) -> None:
+    """Remove the cluster, first printing the log tail of any process that died early: in a
+    failed test that is usually the cause."""
+    for name, proc in cluster.procs.procs.items():
+        if not proc.alive():
+            print(f"--- {name} exited early:\n{proc.tail(40)}")
+    cluster.down()
 
 
 def start_agent(cluster: LabCluster, node: LabNode,

@@ -30,7 +30,7 @@ import pytest
 
 from lab.cluster import BIN, NODE_AS, LabCluster, resources_for
 from lab.topology import SUBNETS, LabNode, Topology, netns_exec
-from tests.integration.agent_support import ip, start_agent, wait_for
+from tests.integration.agent_support import ip, start_agent, tear_down, wait_for
 from tests.integration.bgp_support import Bird, external_host
 from tests.integration.test_bgp_cluster import learned
 
@@ -111,10 +111,7 @@ def dual_stack_cluster(tmp: Path) -> Iterator[LabCluster]:
                  what="n2's sidecar to see its IPv6 address and restart ExaBGP on it")
         yield cluster
     finally:
-        for name, proc in cluster.procs.procs.items():
-            if not proc.alive():
-                print(f"--- {name} exited early:\n{proc.tail(40)}")
-        cluster.down()
+        tear_down(cluster)
 
 
 def blocks6(cluster: LabCluster) -> dict[str, str]:

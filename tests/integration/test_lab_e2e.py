@@ -12,7 +12,7 @@ import pytest
 
 from lab.cluster import LabCluster, resources_for
 from lab.topology import Topology
-from tests.integration.agent_support import routes, start_agent, wait_for
+from tests.integration.agent_support import routes, start_agent, tear_down, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -32,10 +32,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
             cluster.add_pod(node, 1)
         yield cluster
     finally:
-        for name, proc in cluster.procs.procs.items():
-            if not proc.alive():
-                print(f"--- {name} exited early:\n{proc.tail(40)}")
-        cluster.down()
+        tear_down(cluster)
 
 
 def converged(lab: LabCluster, timeout: float = 60) -> dict[tuple[str, str], bool]:

@@ -21,7 +21,7 @@ import pytest
 
 from lab.cluster import BIN, LabCluster, resources_for
 from lab.topology import Topology
-from tests.integration.agent_support import routes, wait_for
+from tests.integration.agent_support import routes, tear_down, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -58,10 +58,7 @@ def lab(request: pytest.FixtureRequest,
             cluster.add_pod(node, 1)
         yield cluster
     finally:
-        for name, proc in cluster.procs.procs.items():
-            if not proc.alive():
-                print(f"--- {name} exited early:\n{proc.tail(40)}")
-        cluster.down()
+        tear_down(cluster)
 
 
 def converged(lab: LabCluster, timeout: float = 90) -> None:
