@@ -1,5 +1,6 @@
 """The agent's settings from its environment, read once at start, the way calico-node reads its
-own: `NODENAME`, `IP`, `IP_AUTODETECTION_METHOD`, `FELIX_*` overrides, datastore variables."""
+own: `NODENAME`, `IP`, `IP_AUTODETECTION_METHOD`, `IP6`, `IP6_AUTODETECTION_METHOD`, `FELIX_*`
+overrides, datastore variables."""
 
 from __future__ import annotations
 
@@ -60,6 +61,8 @@ class AgentConfig:
     ip_autodetection_method: str
     run_dir: Path
     state_dir: Path
+    ip6: str | None = None  # as `ip`; None (IP6 unset): the Node's IPv6 address is left alone
+    ip6_autodetection_method: str = "first-found"
     health_host: str = "127.0.0.1"
     health_port: int = HEALTH_PORT
     metrics_port: int = 9091
@@ -82,6 +85,9 @@ class AgentConfig:
             node_name=node,
             ip=ip,
             ip_autodetection_method=env.get("IP_AUTODETECTION_METHOD", "first-found")
+            or "first-found",
+            ip6=env.get("IP6") or None,
+            ip6_autodetection_method=env.get("IP6_AUTODETECTION_METHOD", "first-found")
             or "first-found",
             run_dir=node_run_dir(node, env),
             state_dir=node_state_dir(node, env),

@@ -32,7 +32,7 @@ from agent.kernel.sysctl import SysctlTable
 from agent.metrics import AgentMetrics
 from agent.startup.autodetect import read_host_interfaces, route_source
 from agent.startup.mtu import write_mtu_file
-from agent.startup.node_upkeep import NodeUpkeep, resolve_address
+from agent.startup.node_upkeep import NodeUpkeep, resolve_address, resolve_address6
 from wren.client import Client
 from wren.datastore.backend import Backend
 from wren.ipam.allocator import Ipam
@@ -72,22 +72,33 @@ def build_dataplane(cfg: AgentConfig, metrics: AgentMetrics, *, ipr: Any, netlin
     )
 
 
+def _internal_ips(node: Node | None) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    if node is None:
+        return []
+    return [ipaddress.ip_interface(a.address).ip for a in node.spec.addresses
+            if a.type == "InternalIP"]
+
+
 def build_upkeep(cfg: AgentConfig, backend: Backend, health: HealthAggregator) -> NodeUpkeep:
     def detect(node: Node | None) -> ipaddress.IPv4Interface | None:
-        internal = None
-        if node is not None:
-            for addr in node.spec.addresses:
-                if addr.type == "InternalIP":
-                    internal = ipaddress.ip_interface(addr.address).ip
-        internal_v4 = internal if isinstance(internal, ipaddress.IPv4Address) else None
+        internal = [a for a in _internal_ips(node) if isinstance(a, ipaddress.IPv4Address)]
         return resolve_address(cfg.ip, cfg.ip_autodetection_method, read_host_interfaces(),
-                               route_lookup=route_source, internal_ip=internal_v4)
+                               route_lookup=route_source,
+                               internal_ip=internal[-1] if internal else None)
+
+    def detect6(node: Node | None) -> ipaddress.IPv6Interface | None:
+        assert cfg.ip6 is not None
+        internal = [a for a in _internal_ips(node) if isinstance(a, ipaddress.IPv6Address)]
+        return resolve_address6(cfg.ip6, cfg.ip6_autodetection_method, read_host_interfaces(6),
+                                route_lookup=route_source,
+                                internal_ip=internal[-1] if internal else None)
 
     def on_error(error: str) -> None:
         health.report("node", ready=False, detail=error)
 
     return NodeUpkeep(node_name=cfg.node_name, client=Client(backend), ipam=Ipam(backend),
                       detect_address=detect, env=cfg.env, interval=cfg.autodetect_interval,
+                      detect_address6=detect6 if cfg.ip6 is not None else None,
                       on_error=on_error)
 
 

@@ -163,23 +163,27 @@ def _owning_interface_address(
     return None
 
 
-def read_host_interfaces() -> list[HostInterface]:
-    """The host's interfaces that hold an IPv4 address, with those addresses, from netlink.
+def read_host_interfaces(version: int = 4) -> list[HostInterface]:
+    """The host's interfaces that hold an address of `version` usable as the node's (for IPv6:
+    not link-local), with those addresses, from netlink.
 
-    Only those can yield the node's (IPv4) address. Not a dump of every link and address: a node
-    with 10,000 pods has 10,000 `cali*` veths, each with an IPv6 link-local address, and pyroute2
-    took seconds and hundreds of MB to build them all, on every upkeep run."""
+    Not a dump of every link and address: a node with 10,000 pods has 10,000 `cali*` veths, each
+    with an IPv6 link-local address, and pyroute2 took seconds and hundreds of MB to build them
+    all, on every upkeep run. IPv6 (only with `IP6=autodetect`) does read those link-local
+    addresses, but builds an interface only for the links that hold another address."""
     from pyroute2 import IPRoute  # local: keep `import agent` cheap for the CLI
     from pyroute2.netlink.exceptions import NetlinkError
 
+    family = socket.AF_INET if version == 4 else socket.AF_INET6
     by_index: dict[int, list[IPInterface]] = {}
     result: list[HostInterface] = []
     with IPRoute() as ipr:
-        for msg in ipr.get_addr(family=socket.AF_INET):
+        for msg in ipr.get_addr(family=family):
             addr = msg.get_attr("IFA_ADDRESS")
-            if addr:
-                by_index.setdefault(msg["index"], []).append(
-                    ipaddress.ip_interface(f"{addr}/{msg['prefixlen']}"))
+            if not addr or (version == 6 and addr.lower().startswith("fe80:")):
+                continue
+            by_index.setdefault(msg["index"], []).append(
+                ipaddress.ip_interface(f"{addr}/{msg['prefixlen']}"))
         for index, addrs in sorted(by_index.items()):
             try:
                 links = ipr.get_links(index)
@@ -198,7 +202,8 @@ def route_source(dest: IPAddress) -> IPAddress | None:
 
     with IPRoute() as ipr:
         try:
-            routes = ipr.route("get", dst=str(dest))
+            routes = ipr.route("get", dst=str(dest),
+                               family=socket.AF_INET if dest.version == 4 else socket.AF_INET6)
         except NetlinkError:
             return None
     for route in routes:

@@ -2,6 +2,8 @@
 
 - `Node.spec.bgp.ipv4Address`: from `IP` (an address, `autodetect` or `none`), re-detected
   every `AUTODETECT_POLL_INTERVAL`; the prefix is kept because CrossSubnet compares subnets.
+- `Node.spec.bgp.ipv6Address`: the same from `IP6` and `IP6_AUTODETECTION_METHOD`; with `IP6`
+  unset the Node's IPv6 address is left as it is (set by hand, as calico-node does).
 - the default pool from `CALICO_IPV4POOL_*`, only when no pool exists at all;
 - tunnel addresses: an IPIP address (`spec.bgp.ipv4IPIPTunnelAddr`) while a pool uses IPIP, a
   VXLAN address and MAC (`spec.ipv4VXLANTunnelAddr`, `spec.vxlanTunnelMACAddr`) while one uses
@@ -29,10 +31,13 @@ from wren.ipam.allocator import Ipam, tunnel_handle_id
 from wren.log import get_logger
 from wren.model import IPPool, Metadata, Node, NodeBGPSpec, NodeSpec, parse
 
-__all__ = ["NodeUpkeep", "resolve_address"]
+__all__ = ["NodeUpkeep", "resolve_address", "resolve_address6"]
 
 _log = get_logger(__name__)
 IPv4Interface = ipaddress.IPv4Interface
+IPv6Interface = ipaddress.IPv6Interface
+_RouteLookup = Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address],
+                        ipaddress.IPv4Address | ipaddress.IPv6Address | None]
 
 
 def resolve_address(
@@ -40,28 +45,52 @@ def resolve_address(
     method: str,
     interfaces: list[HostInterface],
     *,
-    route_lookup: Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address],
-                           ipaddress.IPv4Address | ipaddress.IPv6Address | None] | None = None,
+    route_lookup: _RouteLookup | None = None,
     internal_ip: ipaddress.IPv4Address | None = None,
 ) -> IPv4Interface | None:
     """`IP`: `none` → no address; an address (with or without prefix) → that address, with the
     prefix of the interface holding it when none is given; `autodetect` → the method."""
-    setting = ip_setting.strip().lower()
+    found = _resolve("IP", 4, ip_setting, method, interfaces, route_lookup=route_lookup,
+                     internal_ip=internal_ip)
+    assert found is None or isinstance(found, IPv4Interface)
+    return found
+
+
+def resolve_address6(
+    ip6_setting: str,
+    method: str,
+    interfaces: list[HostInterface],
+    *,
+    route_lookup: _RouteLookup | None = None,
+    internal_ip: ipaddress.IPv6Address | None = None,
+) -> IPv6Interface | None:
+    """`IP6`, read as `IP` is, for the Node's IPv6 address (link-local addresses never count)."""
+    found = _resolve("IP6", 6, ip6_setting, method, interfaces, route_lookup=route_lookup,
+                     internal_ip=internal_ip)
+    assert found is None or isinstance(found, IPv6Interface)
+    return found
+
+
+def _resolve(name: str, version: int, setting_text: str, method: str,
+             interfaces: list[HostInterface], *, route_lookup: _RouteLookup | None,
+             internal_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+             ) -> IPv4Interface | IPv6Interface | None:
+    setting = setting_text.strip().lower()
     if setting == "none":
         return None
     if setting in ("", "autodetect"):
-        found = choose_address(method, interfaces, version=4, route_lookup=route_lookup,
-                               internal_ip=internal_ip)
-        assert isinstance(found, IPv4Interface)
-        return found
+        return choose_address(method, interfaces, version=version, route_lookup=route_lookup,
+                              internal_ip=internal_ip)
+    kind = IPv4Interface if version == 4 else IPv6Interface
     try:
-        given = ipaddress.IPv4Interface(ip_setting.strip())
+        given: IPv4Interface | IPv6Interface = kind(setting_text.strip())
     except ValueError:
-        raise AutodetectError(f"IP={ip_setting}", "not an IPv4 address", interfaces) from None
-    if "/" not in ip_setting:
+        raise AutodetectError(f"{name}={setting_text}", f"not an IPv{version} address",
+                              interfaces) from None
+    if "/" not in setting_text:
         for iface in interfaces:
             for addr in iface.addresses:
-                if addr.ip == given.ip and isinstance(addr, IPv4Interface):
+                if addr.ip == given.ip and isinstance(addr, kind):
                     return addr
     return given
 
@@ -75,6 +104,7 @@ class NodeUpkeep:
         ipam: Ipam,
         detect_address: Callable[[Node | None], IPv4Interface | None],
         env: Mapping[str, str],
+        detect_address6: Callable[[Node | None], IPv6Interface | None] | None = None,
         interval: float = 60.0,
         on_error: Callable[[str], None] | None = None,
     ) -> None:
@@ -82,6 +112,7 @@ class NodeUpkeep:
         self._client = client
         self._ipam = ipam
         self._detect = detect_address
+        self._detect6 = detect_address6  # None: IP6 unset, the Node's IPv6 address is not ours
         self._env = env
         self._interval = interval
         self._on_error = on_error
@@ -133,25 +164,30 @@ class NodeUpkeep:
             except NotFound:
                 current = None
             address = self._detect(current)
+            bgp = (current.spec.bgp if current is not None else None) or NodeBGPSpec()
+            address6 = self._detect6(current) if self._detect6 is not None else bgp.ipv6_address
             if current is None:
                 node = Node(metadata=Metadata(name=self.node_name),
-                            spec=NodeSpec(bgp=NodeBGPSpec(ipv4_address=address)))
+                            spec=NodeSpec(bgp=NodeBGPSpec(ipv4_address=address,
+                                                          ipv6_address=address6)))
                 try:
                     created = self._client.create(node)
-                    _log.info("registered node", node=self.node_name, address=str(address))
+                    _log.info("registered node", node=self.node_name, address=str(address),
+                              address6=str(address6))
                     return created
                 except AlreadyExists:
                     continue
-            bgp = current.spec.bgp or NodeBGPSpec()
-            if bgp.ipv4_address == address:
+            if (bgp.ipv4_address, bgp.ipv6_address) == (address, address6):
                 return current
             changed = dataclasses.replace(
                 current, spec=dataclasses.replace(
-                    current.spec, bgp=dataclasses.replace(bgp, ipv4_address=address)))
+                    current.spec, bgp=dataclasses.replace(bgp, ipv4_address=address,
+                                                          ipv6_address=address6)))
             try:
                 updated = self._client.update(changed)
                 _log.info("node address changed", node=self.node_name,
-                          old=str(bgp.ipv4_address), new=str(address))
+                          old=str(bgp.ipv4_address), new=str(address),
+                          old6=str(bgp.ipv6_address), new6=str(address6))
                 return updated
             except Conflict:
                 continue

@@ -6,7 +6,7 @@ import ipaddress
 import pytest
 
 from agent.startup.autodetect import AutodetectError, HostInterface
-from agent.startup.node_upkeep import NodeUpkeep, resolve_address
+from agent.startup.node_upkeep import NodeUpkeep, resolve_address, resolve_address6
 from wren.client import Client
 from wren.datastore.memory import MemoryBackend
 from wren.ipam.allocator import Ipam
@@ -100,3 +100,60 @@ def test_ip_setting_none_explicit_and_autodetect() -> None:
     assert resolve_address("autodetect", "interface=eth.*", IFACES) == ADDR
     with pytest.raises(AutodetectError):
         resolve_address("not-an-ip", "first-found", IFACES)
+
+
+ADDR6 = ipaddress.IPv6Interface("fd00:1::11/64")
+IFACES6 = [HostInterface("eth0", 2, (ipaddress.IPv6Interface("fe80::1/64"), ADDR6)),
+           HostInterface("eth1", 3, (ipaddress.IPv6Interface("fd00:2::11/64"),))]
+
+
+def test_ip6_setting_none_explicit_and_autodetect_skip_link_local() -> None:
+    assert resolve_address6("none", "first-found", IFACES6) is None
+    assert resolve_address6("fd00:1::11", "first-found", IFACES6) == ADDR6  # host's prefix
+    assert str(resolve_address6("fd00:9::9/48", "first-found", IFACES6)) == "fd00:9::9/48"
+    assert resolve_address6("autodetect", "first-found", IFACES6) == ADDR6
+    assert str(resolve_address6("autodetect", "interface=eth1", IFACES6)) == "fd00:2::11/64"
+    with pytest.raises(AutodetectError, match=r"IP6=10\.0\.1\.11.*not an IPv6 address"):
+        resolve_address6("10.0.1.11", "first-found", IFACES6)
+    with pytest.raises(AutodetectError, match="IPv6"):
+        resolve_address6("autodetect", "interface=eth0", IFACES)  # IPv4 only there
+
+
+def _upkeep6(address6: ipaddress.IPv6Interface | None
+             ) -> tuple[NodeUpkeep, Client, list[ipaddress.IPv6Interface | None]]:
+    backend = MemoryBackend()
+    client = Client(backend)
+    detected = [address6]  # what IP6 resolves to now
+    up = NodeUpkeep(node_name="n1", client=client, ipam=Ipam(backend, sleep=lambda _s: None),
+                    detect_address=lambda _node: ADDR, env={},
+                    detect_address6=lambda _node: detected[0])
+    return up, client, detected
+
+
+def test_ip6_gives_the_node_its_ipv6_address_and_follows_it() -> None:
+    up, client, detected = _upkeep6(ADDR6)
+    assert up.run_once()
+    bgp = client.get(Node, "n1").spec.bgp
+    assert bgp is not None and (bgp.ipv4_address, bgp.ipv6_address) == (ADDR, ADDR6)
+    detected[0] = ipaddress.IPv6Interface("fd00:3::11/64")
+    assert up.run_once()
+    bgp = client.get(Node, "n1").spec.bgp
+    assert bgp is not None and str(bgp.ipv6_address) == "fd00:3::11/64"
+    detected[0] = None  # IP6=none
+    assert up.run_once()
+    bgp = client.get(Node, "n1").spec.bgp
+    assert bgp is not None and bgp.ipv6_address is None and bgp.ipv4_address == ADDR
+
+
+def test_without_ip6_a_hand_set_ipv6_address_is_kept() -> None:
+    up, client = upkeep()
+    up.run_once()
+    node = client.get(Node, "n1")
+    assert node.spec.bgp is not None
+    client.update(dataclasses.replace(node, spec=dataclasses.replace(
+        node.spec, bgp=dataclasses.replace(node.spec.bgp, ipv6_address=ADDR6))))
+    up.box["addr"] = ipaddress.IPv4Interface("10.0.2.11/24")  # type: ignore[attr-defined]
+    assert up.run_once()
+    bgp = client.get(Node, "n1").spec.bgp
+    assert bgp is not None and (str(bgp.ipv4_address), bgp.ipv6_address) == ("10.0.2.11/24",
+                                                                             ADDR6)
