@@ -279,7 +279,9 @@ def _datastore_infrastructure(inp: CalcInput) -> _Infrastructure:
     my_net: IPNetwork | None = my_if.network if my_if is not None else None
     warnings: list[str] = []
 
-    uses_vxlan = any(p.spec.vxlan_mode != "Never" for p in inp.pools.values())
+    # vxlan.calico is IPv4 (an IPv6 pool asking for VXLAN only gets a warning, below).
+    uses_vxlan = any(p.spec.vxlan_mode != "Never" and p.spec.cidr.version == 4
+                     for p in inp.pools.values())
     uses_ipip = any(p.spec.ipip_mode != "Never" for p in inp.pools.values())
     if inp.felix.vxlan_enabled is not None:
         uses_vxlan = inp.felix.vxlan_enabled

@@ -196,7 +196,9 @@ class NodeUpkeep:
     def ensure_tunnel_addresses(self, node: Node) -> None:
         pools = [p for p in self._client.list(IPPool) if not p.spec.disabled]
         want_ipip = any(p.spec.ipip_mode != "Never" for p in pools)
-        want_vxlan = any(p.spec.vxlan_mode != "Never" for p in pools)
+        # The VXLAN tunnel address is for vxlan.calico, an IPv4 device (no IPv6 VXLAN here).
+        want_vxlan = any(p.spec.vxlan_mode != "Never" and p.spec.cidr.version == 4
+                         for p in pools)
         for _ in range(10):
             try:
                 self._set_tunnels(node, want_ipip=want_ipip, want_vxlan=want_vxlan)

@@ -250,3 +250,5 @@ def test_an_ipv6_pool_asking_for_vxlan_gets_a_warning_and_no_routes() -> None:
     assert any(w.startswith("remote IPv6 blocks: IPPool p6 spec.vxlanMode Always")
                for w in d.warnings)
     assert any(w.startswith("route fd00:65::40/122: IPPool p6") for w in d.warnings)
+    # Nor does it switch on vxlan.calico (IPv4) or lower the pods' MTU for it.
+    assert d.vxlan is None and d.mtu == HOST6.host_mtu

@@ -157,3 +157,11 @@ def test_without_ip6_a_hand_set_ipv6_address_is_kept() -> None:
     bgp = client.get(Node, "n1").spec.bgp
     assert bgp is not None and (str(bgp.ipv4_address), bgp.ipv6_address) == ("10.0.2.11/24",
                                                                              ADDR6)
+
+
+def test_an_ipv6_vxlan_pool_asks_for_no_vxlan_tunnel_address() -> None:
+    up, client = upkeep()
+    add_pool(client, "fd00:65::/48", vxlanMode="Always")
+    assert up.run_once(), up.last_error
+    node = client.get(Node, "n1")
+    assert node.spec.ipv4_vxlan_tunnel_addr is None and node.spec.vxlan_tunnel_mac_addr == ""
