@@ -12,15 +12,17 @@ with `assign_ipv6`), so each node owns a block of each family:
 The mesh runs a session per family between the nodes; BIRD peers with n1 over IPv6 only and
 announces a prefix outside every pool, which n1 takes through a BGPFilter's importV6 rule.
 n2's IPv6 address is added only after its ExaBGP started (as one still in duplicate address
-detection would be). Traffic goes only to addresses in namespaces this module made. Every
-namespace, link and process goes on the way out, also after a failure (`LabCluster.down`,
-`external_host`).
+detection would be). n1 finds its own IPv6 address (`IP6=autodetect`, the way calico-node is
+usually run); n2's Node has it set by hand, with `IP6` unset. Traffic goes only to addresses
+in namespaces this module made. Every namespace, link and process goes on the way out, also
+after a failure (`LabCluster.down`, `external_host`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +43,7 @@ NET6 = ipaddress.IPv6Network("fd00:10:1::/64")  # subnet A's IPv6 prefix
 BIRD_AS = 65100
 BIRD_HOST = 100
 BIRD_PREFIX = "2001:db8:77::/64"  # documentation range: in no pool
+AUTODETECT6 = {"IP6": "autodetect", "IP6_AUTODETECTION_METHOD": "interface=eth0"}
 
 
 def v6_of(host: int) -> ipaddress.IPv6Address:
@@ -64,7 +67,7 @@ def dual_stack_docs(topo: Topology) -> list[dict[str, Any]]:
     pool, and n1's IPv6 BGPPeer to BIRD with a BGPFilter that takes BIRD's outside prefix."""
     docs = [d for d in resources_for("bgp", topo, nat_outgoing=False) if d["kind"] != "BGPPeer"]
     for doc in docs:
-        if doc["kind"] == "Node":
+        if doc["kind"] == "Node" and doc["metadata"]["name"] != "n1":  # n1: IP6=autodetect
             node = next(n for n in topo.nodes if n.name == doc["metadata"]["name"])
             doc["spec"]["bgp"]["ipv6Address"] = f"{node_v6(node)}/{NET6.prefixlen}"
     return [*docs,
@@ -98,7 +101,7 @@ def dual_stack_cluster(tmp: Path) -> Iterator[LabCluster]:
         cluster.start_etcd()
         cluster.configure(dual_stack_docs(topo))
         for node in topo.nodes:
-            start_agent(cluster, node)
+            start_agent(cluster, node, env=AUTODETECT6 if node is n1 else None)
             cluster.procs.start(f"{node.name}-bgp", node.netns, [str(BIN / "wren-bgp")],
                                 env=cluster.node_env(node))
         # n2's IPv6 address comes late, as one in duplicate address detection does: its
@@ -204,6 +207,15 @@ def test_agents_program_the_other_nodes_ipv6_block_via_its_ipv6_address(
         assert f"via {node_v6(other)} dev eth0" in route, route
         assert any(r.startswith(f"blackhole {v6[node.name]} ") for r in routes6(node.netns)), \
             routes6(node.netns)  # our own block: a blackhole, never a route elsewhere
+
+
+def test_ip6_autodetect_writes_the_interfaces_global_ipv6_address_into_the_node(
+        dual: LabCluster) -> None:
+    nodes = {d["metadata"]["name"]: d for d in json.loads(
+        dual.wrenctl("get", "nodes", "-o", "json"))["items"]}
+    n1 = next(n for n in dual.topo.nodes if n.name == "n1")
+    # eth0's global address with its prefix (not its fe80:: link-local one), as for IPv4.
+    assert nodes["n1"]["spec"]["bgp"]["ipv6Address"] == f"{node_v6(n1)}/{NET6.prefixlen}"
 
 
 def test_a_late_ipv6_address_is_listened_on_without_exabgp_ever_failing(
