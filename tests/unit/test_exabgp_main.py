@@ -3,6 +3,7 @@ sleep and no debug calls below DEBUG."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -108,12 +109,16 @@ def test_an_exabgp_without_the_internals_runs_unchanged() -> None:
     assert not hasattr(Other, "_wait_for_io")
 
 
-def test_the_pinned_exabgp_has_what_the_loop_change_relies_on() -> None:
-    code = ("from bgp.exabgp_main import run_queued_work_at_once\n"
+def test_the_pinned_exabgp_has_what_the_loop_change_relies_on_and_reads_the_sleep() -> None:
+    code = ("import os\n"
+            "from bgp.exabgp_main import prepare\n"
+            "assert prepare(os.environ) == []\n"
+            "from exabgp.environment import getenv\n"
             "from exabgp.reactor.loop import Reactor\n"
-            "assert run_queued_work_at_once()\n"
-            "assert Reactor._wait_for_io.__qualname__.startswith('run_queued_work_at_once')\n")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+            "assert Reactor._wait_for_io.__qualname__.startswith('run_queued_work_at_once')\n"
+            "assert getenv().reactor.speed == 5.0, getenv().reactor.speed\n")
+    env = {k: v for k, v in os.environ.items() if not k.lower().startswith("exabgp")}
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env=env)
 
 
 @pytest.mark.parametrize(("env", "changed", "speed"), [
