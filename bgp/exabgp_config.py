@@ -87,11 +87,11 @@ def _quote_free(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
 
 
-def render_env(intent: BGPIntent | None, *, run_dir: str, listen6: bool = True
+def render_env(intent: BGPIntent | None, *, run_dir: str, bind: Sequence[str] | None = None
                ) -> dict[str, str]:
     """ExaBGP's settings (environment form): listen on the node addresses, stay root, no CLI.
-    `listen6=False` leaves the IPv6 address out of the bind list (ExaBGP exits when it cannot
-    bind an address, and the sidecar found that one unusable)."""
+    `bind` narrows the addresses to listen on (ExaBGP exits when it cannot bind one, so the
+    sidecar leaves out an address the host does not have yet); None: both of the intent's."""
     env = {
         "exabgp_daemon_user": "root",
         "exabgp_daemon_daemonize": "false",
@@ -114,7 +114,8 @@ def render_env(intent: BGPIntent | None, *, run_dir: str, listen6: bool = True
     if intent is not None:
         # A space-separated list (ExaBGP's `ip_list`): a listener per address, so IPv6 peers
         # can dial us too.
-        listen = [intent.address, *([intent.address6] if intent.address6 and listen6 else [])]
-        env["exabgp_tcp_bind"] = " ".join(str(a) for a in listen)
+        if bind is None:
+            bind = [str(a) for a in (intent.address, intent.address6) if a is not None]
+        env["exabgp_tcp_bind"] = " ".join(bind)
         env["exabgp_tcp_port"] = str(intent.listen_port)
     return env

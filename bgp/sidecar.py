@@ -429,13 +429,15 @@ class Sidecar:
 
     def _exabgp_env(self) -> dict[str, str]:
         """ExaBGP's settings, listening only where a socket can bind now (`_bind_of`)."""
-        self._bind = _bind_of(self.intent, self._usable) if self.intent else None
-        listen6 = bool(self.intent and self.intent.address6 and self._bind
-                       and str(self.intent.address6) in self._bind[0])
-        if self.intent and self.intent.address6 and not listen6:
+        if self.intent is None:
+            self._bind = None
+            return render_env(None, run_dir=str(self.cfg.run_dir))
+        self._bind = _bind_of(self.intent, self._usable)
+        address6 = self.intent.address6
+        if address6 is not None and str(address6) not in self._bind[0]:
             _log.warning("IPv6 address not on this host (or still tentative); ExaBGP listens "
-                         "on IPv4 only until it is", address6=str(self.intent.address6))
-        return render_env(self.intent, run_dir=str(self.cfg.run_dir), listen6=listen6)
+                         "on IPv4 only until it is", address6=str(address6))
+        return render_env(self.intent, run_dir=str(self.cfg.run_dir), bind=self._bind[0])
 
     def _stop_exabgp(self) -> None:
         proc, self.proc = self.proc, None

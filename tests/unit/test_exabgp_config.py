@@ -189,7 +189,7 @@ def test_env_binds_to_the_ipv6_address_too_so_ipv6_peers_can_dial_us() -> None:
     env = render_env(_intent(address6=ipaddress.IPv6Address("fd99::1")), run_dir="/run/wren")
     assert env["exabgp_tcp_bind"] == "10.99.0.1 fd99::1"  # ExaBGP's space-separated ip list
     without = render_env(_intent(address6=ipaddress.IPv6Address("fd99::1")), run_dir="/run/wren",
-                         listen6=False)
+                         bind=("10.99.0.1",))
     assert without["exabgp_tcp_bind"] == "10.99.0.1"
 
 
