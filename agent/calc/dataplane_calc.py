@@ -53,7 +53,8 @@ from wren.model import IPAMBlock, IPPool, Node, WorkloadEndpoint
 from wren.prefix import inside, overlaps, parse_prefix
 
 __all__ = [
-    "CalcInput", "DesiredCalc", "FelixSettings", "HostFacts", "compute_desired", "vxlan_mac_for",
+    "CalcInput", "DesiredCalc", "FelixSettings", "HostFacts", "compute_desired",
+    "needs_vxlan_device", "vxlan_mac_for",
 ]
 
 
@@ -135,6 +136,13 @@ def _node_net6(node: Node | None) -> ipaddress.IPv6Network | None:
     if node is None or node.spec.bgp is None or node.spec.bgp.ipv6_address is None:
         return None
     return node.spec.bgp.ipv6_address.network
+
+
+def needs_vxlan_device(pools: Iterable[IPPool]) -> bool:
+    """Whether a pool asks for VXLAN that `vxlan.calico` (IPv4) carries: IPv6 VXLAN is not
+    implemented, so an IPv6 pool asking for it gets a warning and no device, tunnel address or
+    lower MTU (the calc and the node upkeep both ask this)."""
+    return any(p.spec.vxlan_mode != "Never" and p.spec.cidr.version == 4 for p in pools)
 
 
 def _v6_vxlan_problem(pool: IPPool) -> str:
@@ -223,7 +231,7 @@ class _LearnedRoutes:
         if pool is not None and _needs_encap(pool.spec.ipip_mode, my_net, next_hop) and v4:
             return "ipip", next_hop, IPIP_DEVICE, None
         gateway: IPAddress | None = next_hop
-        if my_net is not None and next_hop.version == my_net.version and next_hop not in my_net:
+        if my_net is not None and next_hop not in my_net:  # my_net is of next_hop's family
             # Not on our link: go where the kernel sends traffic for the next hop (recursive).
             gateway = self._host.gateways.get(next_hop)
             if gateway is None:
@@ -279,9 +287,7 @@ def _datastore_infrastructure(inp: CalcInput) -> _Infrastructure:
     my_net: IPNetwork | None = my_if.network if my_if is not None else None
     warnings: list[str] = []
 
-    # vxlan.calico is IPv4 (an IPv6 pool asking for VXLAN only gets a warning, below).
-    uses_vxlan = any(p.spec.vxlan_mode != "Never" and p.spec.cidr.version == 4
-                     for p in inp.pools.values())
+    uses_vxlan = needs_vxlan_device(inp.pools.values())
     uses_ipip = any(p.spec.ipip_mode != "Never" for p in inp.pools.values())
     if inp.felix.vxlan_enabled is not None:
         uses_vxlan = inp.felix.vxlan_enabled

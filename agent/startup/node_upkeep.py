@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Literal
 
-from agent.calc.dataplane_calc import vxlan_mac_for
+from agent.calc.dataplane_calc import needs_vxlan_device, vxlan_mac_for
 from agent.startup.autodetect import AutodetectError, HostInterface, choose_address
 from agent.startup.default_pool import default_pool_body
 from wren.client import Client
@@ -196,9 +196,7 @@ class NodeUpkeep:
     def ensure_tunnel_addresses(self, node: Node) -> None:
         pools = [p for p in self._client.list(IPPool) if not p.spec.disabled]
         want_ipip = any(p.spec.ipip_mode != "Never" for p in pools)
-        # The VXLAN tunnel address is for vxlan.calico, an IPv4 device (no IPv6 VXLAN here).
-        want_vxlan = any(p.spec.vxlan_mode != "Never" and p.spec.cidr.version == 4
-                         for p in pools)
+        want_vxlan = needs_vxlan_device(pools)
         for _ in range(10):
             try:
                 self._set_tunnels(node, want_ipip=want_ipip, want_vxlan=want_vxlan)
