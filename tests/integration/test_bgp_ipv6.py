@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from bgp.status import read_status
 from lab.cluster import BIN, NODE_AS, LabCluster, resources_for
 from lab.topology import SUBNETS, LabNode, Topology, netns_exec
 from tests.integration.agent_support import ip, start_agent, tear_down, wait_for
@@ -106,9 +107,14 @@ def dual_stack_cluster(tmp: Path) -> Iterator[LabCluster]:
                                 env=cluster.node_env(node))
         # n2's IPv6 address comes late, as one in duplicate address detection does: its
         # ExaBGP must start on IPv4 alone, then listen on IPv6 too once the address is there.
+        # Its intent must be settled first: n1 autodetects its IPv6 address, and the intent
+        # naming it could otherwise reach n2 after n2's address, restarting ExaBGP for the
+        # intent before the sidecar's own look for the address does.
         n2_log = cluster.procs.procs["n2-bgp"]
-        wait_for(lambda: "exabgp started" in n2_log.tail(200), timeout=30,
-                 what="n2's ExaBGP to start")
+        n2_run = Path(cluster.node_env(n2)["WREN_RUN_DIR"])
+        wait_for(lambda: "exabgp started" in n2_log.tail(200)
+                 and node_v6(n1) in {p.address for p in getattr(read_status(n2_run), "peers", [])},
+                 timeout=30, what="n2's ExaBGP to run with n1's IPv6 session configured")
         add_v6(n2.netns, node_v6(n2))
         wait_for(lambda: "IPv6 address now on this host" in n2_log.tail(500), timeout=30,
                  what="n2's sidecar to see its IPv6 address and restart ExaBGP on it")
