@@ -265,14 +265,14 @@ def wait_for_kernel(cluster: LabCluster, netns: str, counter: RouteMonitor,
         for name in watch:
             if not cluster.procs.procs[name].alive():
                 raise BenchError(f"{name} died:\n{cluster.procs.procs[name].tail(40)}")
-        if counter.count >= len(want) and counter.last is not None:
+        if counter.at_least(len(want)) and counter.last is not None:
             return counter.last, True
         if time.monotonic() >= next_dump:  # the monitor may have lost messages (ENOBUFS)
             now = time.time()
             if want <= kernel_routes(netns, counter.protocol):
                 catch_up = time.monotonic() + 3.0  # or it is only behind on a busy machine
                 while time.monotonic() < catch_up and not counter.overflowed:
-                    if counter.count >= len(want) and counter.last is not None:
+                    if counter.at_least(len(want)) and counter.last is not None:
                         return counter.last, True
                     time.sleep(0.02)
                 return now, False
