@@ -3,16 +3,19 @@ sleep and no debug calls below DEBUG."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 
 from bgp.exabgp_main import (
     IDLE_SPEED,
     debug_wanted,
+    fast_update_text,
     poll_timeout,
     prepare,
     run_queued_work_at_once,
@@ -109,13 +112,15 @@ def test_an_exabgp_without_the_internals_runs_unchanged() -> None:
     assert not hasattr(Other, "_wait_for_io")
 
 
-def test_the_pinned_exabgp_has_what_the_loop_change_relies_on_and_reads_the_sleep() -> None:
+def test_the_pinned_exabgp_has_what_the_changes_rely_on_and_reads_the_sleep() -> None:
     code = ("import os\n"
             "from bgp.exabgp_main import prepare\n"
             "assert prepare(os.environ) == []\n"
             "from exabgp.environment import getenv\n"
             "from exabgp.reactor.loop import Reactor\n"
             "assert Reactor._wait_for_io.__qualname__.startswith('run_queued_work_at_once')\n"
+            "from exabgp.reactor.api.response.json import JSON\n"
+            "assert JSON._update.__qualname__.startswith('fast_update_text')\n"
             "assert getenv().reactor.speed == 5.0, getenv().reactor.speed\n")
     env = {k: v for k, v in os.environ.items() if not k.lower().startswith("exabgp")}
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env=env)
@@ -131,6 +136,106 @@ def test_the_idle_sleep_grows_only_with_the_loop_change_and_never_over_the_users
         env: dict[str, str], changed: bool, speed: str | None,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("bgp.exabgp_main.quiet_debug", lambda: None)
+    monkeypatch.setattr("bgp.exabgp_main.fast_update_text", lambda: True)
     notes = prepare(env, loop_change=lambda: changed)
     assert env.get("exabgp_reactor_speed") == speed
     assert bool(notes) is not changed
+
+
+# -- the update encoder -----------------------------------------------------------------------
+def _encoders(compact: bool) -> tuple[Any, Any, list[object]]:
+    """ExaBGP's encoder as shipped; one with `fast_update_text` applied over a shipped one that
+    notes each update it is handed (subclasses: the class ExaBGP uses stays as it is in this
+    process); and those notes."""
+    from exabgp.reactor.api.response.json import JSON
+
+    handed: list[object] = []
+
+    class Shipped(JSON):  # type: ignore[misc]
+        def _update(self, update: Any) -> Any:
+            handed.append(update)
+            return super()._update(update)
+
+    class Fast(Shipped):
+        pass
+
+    assert fast_update_text(Fast)
+    shipped, fast = JSON("5.0"), Fast("5.0")
+    shipped.compact = fast.compact = compact
+    return shipped, fast, handed
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise ValueError("no text")
+
+
+def _update(routes: Sequence[tuple[str, str, str | None]], *, attributes: bool = True,
+            path_id: int | None = None) -> Any:
+    """An Update of (action, prefix, next hop) routes, as ExaBGP's parser builds them."""
+    from exabgp.bgp.message import Action
+    from exabgp.bgp.message.update import Update
+    from exabgp.bgp.message.update.attribute.attributes import Attributes
+    from exabgp.bgp.message.update.attribute.origin import Origin
+    from exabgp.bgp.message.update.nlri.cidr import CIDR
+    from exabgp.bgp.message.update.nlri.inet import INET
+    from exabgp.bgp.message.update.nlri.qualifier.path import PathInfo
+    from exabgp.protocol.family import AFI, SAFI
+    from exabgp.protocol.ip import IP
+
+    nlris = []
+    for action, prefix, hop in routes:
+        net = ipaddress.ip_network(prefix)
+        nlri = INET(AFI.ipv4 if net.version == 4 else AFI.ipv6, SAFI.unicast,
+                    Action.ANNOUNCE if action == "announce" else Action.WITHDRAW)
+        nlri.cidr = CIDR(net.network_address.packed, net.prefixlen)
+        if hop == "unprintable":
+            nlri.nexthop = _Unprintable()
+        elif hop is not None:
+            nlri.nexthop = IP.create(hop)
+        if path_id is not None:
+            nlri.path_info = PathInfo(path_id.to_bytes(4, "big"))
+        nlris.append(nlri)
+    attrs = Attributes()
+    if attributes:
+        attrs.add(Origin(Origin.IGP))
+    return Update(nlris, attrs)
+
+
+_Route = tuple[str, str, str | None]  # action, prefix, next hop
+_V4: list[_Route] = [("announce", f"10.128.{i}.0/26", "10.0.1.1") for i in range(5)]
+_CASES: dict[str, Sequence[_Route]] = {
+    "one next hop": _V4,
+    "two next hops, interleaved": [
+        ("announce", f"10.129.{i}.64/26", "10.0.1.1" if i % 2 else "10.0.1.2") for i in range(6)],
+    "announced and withdrawn": [*_V4, ("withdraw", "10.130.0.0/24", None)],
+    "withdrawn only": [("withdraw", "10.130.0.0/24", None), ("withdraw", "10.130.1.0/24", None)],
+    "two families": [("announce", "fd00:1::/122", "fd00::1"), *_V4,
+                     ("announce", "fd00:2::/122", "fd00::1"),
+                     ("withdraw", "fd00:3::/122", None), ("withdraw", "10.131.0.0/26", None)],
+    "a next hop without text": [("announce", "10.128.0.0/26", "unprintable")],
+    "/0 and /32": [("announce", "0.0.0.0/0", "10.0.1.1"), ("announce", "10.0.0.7/32", "10.0.1.1")],
+}
+
+
+@pytest.mark.parametrize("compact", [False, True])
+@pytest.mark.parametrize("attributes", [True, False])
+@pytest.mark.parametrize("case", sorted(_CASES))
+def test_received_updates_encode_to_exabgps_own_text(case: str, attributes: bool,
+                                                     compact: bool) -> None:
+    shipped, fast, handed = _encoders(compact)
+    update = _update(_CASES[case], attributes=attributes)
+    assert fast._update(update)["message"] == shipped._update(update)["message"]
+    assert handed == []  # the text came from the fast encoder
+
+
+@pytest.mark.parametrize("update", ["add-path", "end-of-rib", "empty"])
+def test_routes_the_encoder_does_not_know_go_through_exabgps_own(update: str) -> None:
+    from exabgp.bgp.message.update import EOR
+
+    shipped, fast, handed = _encoders(compact=False)
+    made = {"add-path": lambda: _update(_V4, path_id=7),
+            "end-of-rib": lambda: EOR(1, 1),
+            "empty": lambda: _update([])}[update]()
+    assert fast._update(made)["message"] == shipped._update(made)["message"]
+    assert handed == [made]
