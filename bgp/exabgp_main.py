@@ -22,6 +22,13 @@
    same text (the tests compare the two, byte for byte) for plain IPv4/IPv6 prefixes, taking
    the next hop's text once per update; any other kind of route (add-path, labels, flowspec,
    End-of-RIB) goes through ExaBGP's own encoder.
+5. **IPv4 unicast prefixes are read with fewer calls.** ExaBGP reads every prefix of an
+   UPDATE through its generic NLRI reader (family objects, label and route-distinguisher
+   checks, a debug call): ~39 ms per 10,000 prefixes. `fast_ipv4_prefixes` reads a plain
+   IPv4 unicast prefix (no add-path) into the same `INET` and `CIDR` objects through their
+   own constructors: ~15-20 ms. Anything else, and any prefix the fast reader would have to
+   refuse, goes to ExaBGP's own reader, which raises its usual NOTIFICATION. Like 3., not
+   with `exabgp_log_level=DEBUG` (ExaBGP's reader logs every prefix then).
 
 The loop change relies on ExaBGP internals (`Reactor._wait_for_io`, `ASYNC.ready`) of the
 pinned release; if they are missing, ExaBGP runs unchanged (and keeps its 10 ms sleep) and
@@ -33,10 +40,10 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from typing import Any
+from typing import Any, cast
 
-__all__ = ["IDLE_SPEED", "debug_wanted", "fast_update_text", "main", "poll_timeout",
-           "quiet_debug", "run_queued_work_at_once"]
+__all__ = ["IDLE_SPEED", "debug_wanted", "fast_ipv4_prefixes", "fast_update_text", "main",
+           "poll_timeout", "quiet_debug", "run_queued_work_at_once"]
 
 IDLE_SPEED = "5.0"  # reactor.speed: the idle sleep is speed / 100 seconds
 _SPEED_KEYS = ("exabgp_reactor_speed", "exabgp.reactor.speed")
@@ -147,6 +154,39 @@ def fast_update_text(json_class: Any = None) -> bool:
     return True
 
 
+def fast_ipv4_prefixes(nlri_class: Any = None) -> bool:
+    """Replace `NLRI.unpack_nlri` (see 5. above); False if this ExaBGP lacks what it needs."""
+    from exabgp.bgp.message.update.nlri.cidr import CIDR
+    from exabgp.bgp.message.update.nlri.inet import INET
+    from exabgp.bgp.message.update.nlri.nlri import NLRI
+    from exabgp.protocol.family import AFI, SAFI
+
+    cls = NLRI if nlri_class is None else nlri_class
+    original = cls.__dict__.get("unpack_nlri")
+    registered = getattr(cls, "registered_nlri", {})
+    if not isinstance(original, classmethod) or registered.get("ipv4/unicast") is not INET:
+        return False
+    read, inet = original.__func__, cast(Any, INET)
+    ipv4, unicast = AFI.ipv4, SAFI.unicast
+    sizes = [CIDR.size(mask) for mask in range(33)]  # bytes of a prefix of this length
+    padding = [bytes(4 - size) for size in sizes]
+
+    def unpack_nlri(klass: Any, afi: Any, safi: Any, data: bytes, action: Any,  # noqa: PLR0917
+                    addpath: Any) -> tuple[Any, bytes]:
+        if addpath or afi != ipv4 or safi != unicast or not data or data[0] > 32 \
+                or len(data) <= sizes[data[0]]:
+            found: tuple[Any, bytes] = read(klass, afi, safi, data, action, addpath)
+            return found  # ExaBGP's own reading, or its refusal
+        mask = data[0]
+        end = 1 + sizes[mask]
+        nlri = inet(ipv4, unicast, action)
+        nlri.cidr = CIDR(data[1:end] + padding[mask], mask)
+        return nlri, data[end:]
+
+    cls.unpack_nlri = classmethod(unpack_nlri)
+    return True
+
+
 def prepare(env: MutableMapping[str, str],
             loop_change: Callable[[], bool] = run_queued_work_at_once) -> list[str]:
     """Apply the changes above before ExaBGP reads its settings; what to tell stderr."""
@@ -159,6 +199,9 @@ def prepare(env: MutableMapping[str, str],
                      "its loop runs unchanged (10 ms sleeps between queued steps)")
     if not debug_wanted(env):
         quiet_debug()
+        if not fast_ipv4_prefixes():
+            notes.append("wren-bgp: this ExaBGP's NLRI reader differs; prefixes are read as "
+                         "ExaBGP ships")
     if not fast_update_text():
         notes.append("wren-bgp: this ExaBGP's JSON encoder lacks _update; updates are encoded "
                      "as ExaBGP ships")

@@ -15,6 +15,7 @@ import pytest
 from bgp.exabgp_main import (
     IDLE_SPEED,
     debug_wanted,
+    fast_ipv4_prefixes,
     fast_update_text,
     poll_timeout,
     prepare,
@@ -121,6 +122,8 @@ def test_the_pinned_exabgp_has_what_the_changes_rely_on_and_reads_the_sleep() ->
             "assert Reactor._wait_for_io.__qualname__.startswith('run_queued_work_at_once')\n"
             "from exabgp.reactor.api.response.json import JSON\n"
             "assert JSON._update.__qualname__.startswith('fast_update_text')\n"
+            "from exabgp.bgp.message.update.nlri.nlri import NLRI\n"
+            "assert NLRI.unpack_nlri.__qualname__.startswith('fast_ipv4_prefixes')\n"
             "assert getenv().reactor.speed == 5.0, getenv().reactor.speed\n")
     env = {k: v for k, v in os.environ.items() if not k.lower().startswith("exabgp")}
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env=env)
@@ -137,6 +140,7 @@ def test_the_idle_sleep_grows_only_with_the_loop_change_and_never_over_the_users
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("bgp.exabgp_main.quiet_debug", lambda: None)
     monkeypatch.setattr("bgp.exabgp_main.fast_update_text", lambda: True)
+    monkeypatch.setattr("bgp.exabgp_main.fast_ipv4_prefixes", lambda: True)
     notes = prepare(env, loop_change=lambda: changed)
     assert env.get("exabgp_reactor_speed") == speed
     assert bool(notes) is not changed
@@ -239,3 +243,89 @@ def test_routes_the_encoder_does_not_know_go_through_exabgps_own(update: str) ->
             "empty": lambda: _update([])}[update]()
     assert fast._update(made)["message"] == shipped._update(made)["message"]
     assert handed == [made]
+
+
+# -- the prefix reader --------------------------------------------------------------------------
+@pytest.fixture
+def _no_exabgp_logger(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ExaBGP's reader logs every prefix at debug level; its logger is not set up here."""
+    from exabgp.logger import log
+
+    monkeypatch.setattr(log, "debug", classmethod(lambda *args, **kwargs: None))
+
+
+def _readers() -> tuple[Any, Any]:
+    """ExaBGP's NLRI reader as shipped, and one with `fast_ipv4_prefixes` applied (a subclass
+    with its own copy: the class ExaBGP uses stays as it is in this process)."""
+    from exabgp.bgp.message.update.nlri.nlri import NLRI
+
+    class Fast(NLRI):  # type: ignore[misc]
+        unpack_nlri = NLRI.__dict__["unpack_nlri"]
+
+    assert fast_ipv4_prefixes(Fast)
+    return NLRI, Fast
+
+
+def _read_all(reader: Any, data: bytes, *, afi: str = "ipv4", addpath: bool = False,
+              withdraw: bool = False) -> list[tuple[Any, ...]]:
+    from exabgp.bgp.message import Action
+    from exabgp.protocol.family import AFI, SAFI
+
+    family = AFI.ipv4 if afi == "ipv4" else AFI.ipv6
+    action = Action.WITHDRAW if withdraw else Action.ANNOUNCE
+    out = []
+    while data:
+        nlri, data = reader.unpack_nlri(family, SAFI.unicast, data, action, addpath)
+        out.append((type(nlri), nlri.afi, nlri.safi, nlri.action, nlri.path_info, nlri.nexthop,
+                    nlri.cidr.ton(), nlri.cidr.mask, nlri.index(), nlri.json(), data))
+    return out
+
+
+def _wire(*prefixes: tuple[int, bytes]) -> bytes:
+    return b"".join(bytes([mask]) + body for mask, body in prefixes)
+
+
+_PREFIXES = {
+    "/26s": _wire(*((26, bytes([10, 128, i, 64])) for i in range(40))),
+    "every length": _wire(*((m, bytes([10, 1, 2, 3, 4])[:(m + 7) // 8]) for m in range(33))),
+    "host bits as sent": _wire((24, bytes([10, 1, 2])), (20, bytes([10, 1, 0xff]))),
+    "/0 then /32": _wire((0, b""), (32, bytes([192, 0, 2, 1]))),
+}
+
+
+@pytest.mark.usefixtures("_no_exabgp_logger")
+@pytest.mark.parametrize("withdraw", [False, True])
+@pytest.mark.parametrize("case", sorted(_PREFIXES))
+def test_ipv4_prefixes_read_into_what_exabgps_reader_makes(case: str, withdraw: bool) -> None:
+    shipped, fast = _readers()
+    data = _PREFIXES[case]
+    read = _read_all(fast, data, withdraw=withdraw)
+    assert read == _read_all(shipped, data, withdraw=withdraw)
+    assert read
+
+
+@pytest.mark.usefixtures("_no_exabgp_logger")
+@pytest.mark.parametrize("data", [
+    bytes([33, 10, 1, 2, 3, 4]),  # longer than IPv4 allows
+    bytes([26, 10, 1, 2]),  # fewer bytes than the length says
+    bytes([8]),  # a length and nothing after it
+])
+def test_a_prefix_the_fast_reader_cannot_take_gets_exabgps_own_refusal(data: bytes) -> None:
+    from exabgp.bgp.message.notification import Notify
+
+    shipped, fast = _readers()
+    with pytest.raises(Notify) as theirs:
+        _read_all(shipped, data)
+    with pytest.raises(Notify) as ours:
+        _read_all(fast, data)
+    assert str(ours.value) == str(theirs.value)
+
+
+@pytest.mark.usefixtures("_no_exabgp_logger")
+def test_add_path_and_ipv6_prefixes_are_read_by_exabgp_as_shipped() -> None:
+    shipped, fast = _readers()
+    with_path_id = b"\x00\x00\x00\x07" + _wire((26, bytes([10, 128, 0, 64])))
+    assert _read_all(fast, with_path_id, addpath=True) == \
+        _read_all(shipped, with_path_id, addpath=True)
+    v6 = _wire((64, bytes([0xfd, 0, 0, 1, 0, 0, 0, 2])), (122, bytes(16)))
+    assert _read_all(fast, v6, afi="ipv6") == _read_all(shipped, v6, afi="ipv6")
