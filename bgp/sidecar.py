@@ -169,6 +169,7 @@ class Sidecar:
         self._proc_started = 0.0
         self._bind: tuple[tuple[str, ...], int] | None = None
         self._bind_check_at = 0.0  # next look for an IPv6 address missing from the bind list
+        self._address_missing: IPAddress | None = None  # ExaBGP waits for this IPv4 address
         self._restart_at: float | None = None
         self._backoff = 1.0
         self._started = clock()
@@ -343,7 +344,8 @@ class Sidecar:
         self._exports_dirty = True
         bind = _bind_of(intent, self._usable)
         if self.proc is None:
-            if self._restart_at is None:
+            if self._restart_at is None or self._address_missing is not None:
+                self._restart_at = None  # a corrected node address is tried at once
                 self._start_exabgp()
         elif bind != self._bind:
             _log.info("node address or port changed; restarting ExaBGP", bind=" ".join(bind[0]),
@@ -411,7 +413,7 @@ class Sidecar:
         os.replace(tmp, self.cfg.config_file)
 
     def _start_exabgp(self) -> None:
-        if self._stopping:
+        if self._stopping or not self._address_usable():
             return
         self._write_config()
         env = dict(os.environ)
@@ -426,6 +428,29 @@ class Sidecar:
         _log.info("exabgp started", pid=self.proc.pid,
                   bind=" ".join(self._bind[0]) if self._bind else None,
                   port=self._bind[1] if self._bind else None)
+
+    def _address_usable(self) -> bool:
+        """ExaBGP exits when it cannot bind the node's IPv4 address, so with a wrong
+        `spec.bgp.ipv4Address` (or one not configured yet) it would restart in a loop. Instead
+        it is not started, the peers' status says why, and the address is looked for again
+        every BIND_RECHECK seconds (and at once when the intent changes)."""
+        intent = self.intent
+        if intent is None or self._usable(intent.address):
+            if self._address_missing is not None:
+                _log.info("node address now on this host; starting ExaBGP",
+                          address=str(self._address_missing))
+                self._address_missing = None
+            return True
+        self._restart_at = self._clock() + BIND_RECHECK
+        if self._address_missing != intent.address:
+            self._address_missing = intent.address
+            _log.error("node address is not on this host; ExaBGP waits for it",
+                       address=str(intent.address), node=self.cfg.node_name,
+                       field="spec.bgp.ipv4Address")
+            for peer in self.status:
+                self._set_state(peer, None, f"node address {intent.address} "
+                                            "(spec.bgp.ipv4Address) is not on this host")
+        return False
 
     def _exabgp_env(self) -> dict[str, str]:
         """ExaBGP's settings, listening only where a socket can bind now (`_bind_of`)."""

@@ -169,3 +169,62 @@ def test_exabgp_is_restarted_once_the_missing_ipv6_address_appears(tmp_path: Pat
     sidecar._bind = _bind_of(INTENT, sidecar._usable)  # what the restart binds
     clock.now += BIND_RECHECK * 2
     assert not sidecar._rebind_due(clock.now)  # listening on it: nothing more to do
+
+
+class _Started:
+    """What `subprocess.Popen` gave the sidecar: the command, and a process that is done."""
+
+    pid = 4242
+
+    def __init__(self, args: list[str], **_: object) -> None:
+        self.args = args
+
+    def wait(self) -> int:
+        return 0
+
+
+def _record_starts(monkeypatch: pytest.MonkeyPatch) -> list[_Started]:
+    started: list[_Started] = []
+
+    def popen(args: list[str], **kw: object) -> _Started:
+        started.append(_Started(args, **kw))
+        return started[-1]
+
+    monkeypatch.setattr("bgp.sidecar.subprocess.Popen", popen)
+    return started
+
+
+def test_exabgp_waits_for_a_node_address_not_on_the_host_instead_of_crash_looping(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started = _record_starts(monkeypatch)
+    present: set[str] = set()
+    clock = Clock()
+    sidecar = Sidecar(SidecarConfig(node_name="me", run_dir=tmp_path, exabgp=("exabgp",)),
+                      clock=clock, usable=lambda a: str(a) in present)
+    sidecar.intent = INTENT
+    sidecar._sync_status()
+    sidecar._start_exabgp()
+    assert started == [] and sidecar.proc is None
+    assert sidecar._restart_at == clock.now + BIND_RECHECK
+    info = sidecar.status[ip("10.99.0.2")].info
+    assert "10.99.0.1" in info and "spec.bgp.ipv4Address" in info
+    clock.now += BIND_RECHECK
+    sidecar._tick()  # looked for again: still missing
+    assert started == [] and sidecar._restart_at == clock.now + BIND_RECHECK
+    present.add("10.99.0.1")
+    clock.now += BIND_RECHECK
+    sidecar._tick()
+    assert len(started) == 1 and sidecar.proc is started[0]
+    assert sidecar._restart_at is None
+
+
+def test_a_corrected_node_address_starts_exabgp_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started = _record_starts(monkeypatch)
+    clock = Clock()
+    sidecar = Sidecar(SidecarConfig(node_name="me", run_dir=tmp_path, exabgp=("exabgp",)),
+                      clock=clock, usable=lambda a: str(a) == "10.99.0.9")
+    sidecar._on_intent(INTENT)
+    assert started == []
+    sidecar._on_intent(replace(INTENT, address=ip("10.99.0.9")))
+    assert len(started) == 1  # no wait for the next look
