@@ -447,9 +447,9 @@ class Sidecar:
             _log.error("node address is not on this host; ExaBGP waits for it",
                        address=str(intent.address), node=self.cfg.node_name,
                        field="spec.bgp.ipv4Address")
-            for peer in self.status:
-                self._set_state(peer, None, f"node address {intent.address} "
-                                            "(spec.bgp.ipv4Address) is not on this host")
+        for peer in self.status:  # peers added since are told too
+            self._set_state(peer, None, f"node address {intent.address} "
+                                        "(spec.bgp.ipv4Address) is not on this host")
         return False
 
     def _exabgp_env(self) -> dict[str, str]:

@@ -226,5 +226,8 @@ def test_a_corrected_node_address_starts_exabgp_at_once(
                       clock=clock, usable=lambda a: str(a) == "10.99.0.9")
     sidecar._on_intent(INTENT)
     assert started == []
+    sidecar._on_intent(replace(INTENT, peers=(*INTENT.peers, _peer("10.99.0.3"))))
+    assert started == []
+    assert "is not on this host" in sidecar.status[ip("10.99.0.3")].info  # a peer added since
     sidecar._on_intent(replace(INTENT, address=ip("10.99.0.9")))
     assert len(started) == 1  # no wait for the next look
