@@ -34,8 +34,9 @@ def render(intent: BGPIntent | None, helper: Sequence[str]) -> str:
 
 
 def _neighbor(intent: BGPIntent, peer: PeerIntent) -> list[str]:
-    # A session's own end is of its family: the IPv6 address for an IPv6 peer (the intent
-    # has no IPv6 peer without one; falling back to IPv4 would make an unusable session).
+    # A session's own end is of its family: the IPv6 address for an IPv6 peer. The intent has
+    # no IPv6 peer without one (`compute_intent` makes none), so the IPv4 fallback is never used
+    # for a session; it only keeps `local` an address.
     family_address = intent.address if peer.address.version == 4 else intent.address6
     local = peer.source_address or family_address or intent.address
     hold = max(3, peer.keepalive_time * 3) if peer.keepalive_time else None

@@ -67,7 +67,7 @@ POLL_INTERVAL = 10.0  # `show neighbor json` for FSM states in the status
 # faster than we read them, the agent would otherwise wait for the whole backlog.
 PUBLISH_AT = 1000
 STABLE_AFTER = 60.0  # ExaBGP up this long resets the restart backoff
-BIND_RECHECK = 5.0  # seconds between looks for our IPv6 address while ExaBGP lacks it
+BIND_RECHECK = 5.0  # seconds between looks for a node address (IPv4 or IPv6) not on the host
 
 
 @dataclass(frozen=True)
@@ -413,7 +413,7 @@ class Sidecar:
         os.replace(tmp, self.cfg.config_file)
 
     def _start_exabgp(self) -> None:
-        if self._stopping or not self._address_usable():
+        if self._stopping or self._wait_for_node_address():
             return
         self._write_config()
         env = dict(os.environ)
@@ -429,18 +429,18 @@ class Sidecar:
                   bind=" ".join(self._bind[0]) if self._bind else None,
                   port=self._bind[1] if self._bind else None)
 
-    def _address_usable(self) -> bool:
-        """ExaBGP exits when it cannot bind the node's IPv4 address, so with a wrong
-        `spec.bgp.ipv4Address` (or one not configured yet) it would restart in a loop. Instead
-        it is not started, the peers' status says why, and the address is looked for again
-        every BIND_RECHECK seconds (and at once when the intent changes)."""
+    def _wait_for_node_address(self) -> bool:
+        """True (and ExaBGP is not to start) while the node's IPv4 address is not on the host.
+        ExaBGP exits when it cannot bind it, so with a wrong `spec.bgp.ipv4Address` (or one
+        not configured yet) it would restart in a loop. Instead the peers' status says why,
+        and the next look is due in BIND_RECHECK seconds (or when the intent changes)."""
         intent = self.intent
         if intent is None or self._usable(intent.address):
             if self._address_missing is not None:
                 _log.info("node address now on this host; starting ExaBGP",
                           address=str(self._address_missing))
                 self._address_missing = None
-            return True
+            return False
         self._restart_at = self._clock() + BIND_RECHECK
         if self._address_missing != intent.address:
             self._address_missing = intent.address
@@ -450,7 +450,7 @@ class Sidecar:
         for peer in self.status:  # peers added since are told too
             self._set_state(peer, None, f"node address {intent.address} "
                                         "(spec.bgp.ipv4Address) is not on this host")
-        return False
+        return True
 
     def _exabgp_env(self) -> dict[str, str]:
         """ExaBGP's settings, listening only where a socket can bind now (`_bind_of`)."""
