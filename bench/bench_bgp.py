@@ -17,6 +17,8 @@ learn (eBGP, 10,000 /26s of 10.128.0.0/12 from a BIRD 2 in the router namespace,
   the last of the 10,000 routes seen by a netlink route monitor in n1 (a dump confirms the
   count; if the monitor overflowed, the first dump that saw them all is used, flagged in the
   JSON). After each sample the kernel must hold exactly the 10,000 prefixes, or the bench fails.
+  The sending BIRD is woken every 5 ms through its control socket (`SenderWaker`): BIRD 2.0.12
+  otherwise holds its last UPDATE for up to 3 s now and then (--no-wake-sender keeps that).
 
 announce (10,000 /26s from n1 to a BIRD 2 in the router namespace, whose session starts
 `disabled` and is enabled once the sender is ready):
@@ -236,6 +238,45 @@ class BirdCtl:
         self.sock.close()
 
 
+class SenderWaker:
+    """Keeps the sending BIRD's event loop from sleeping on work it has queued.
+
+    BIRD 2.0.12 (Debian 12's) decides its poll timeout before it notices that a work event
+    (here: the feed of the last routes to the BGP session) scheduled a regular one (writing
+    them out): the last UPDATE then waits for the 3 s poll timeout, unless a packet from the
+    peer happens to wake BIRD first. Upstream fixed it in 2.14 (commit 6a242b3, "IO: Fix race
+    condition in event processing"). A command on the control socket every WAKE_EVERY seconds
+    wakes the loop, so that a hold lasts at most that long; both learn variants get the same.
+    """
+
+    WAKE_EVERY = 0.005
+
+    def __init__(self, path: Path, alive: Callable[[], bool]) -> None:
+        self._ctl = BirdCtl(path, alive)
+        self._stop = threading.Event()
+        self.wakes = 0
+        self._thread = threading.Thread(target=self._run, name="bird-waker", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with contextlib.suppress(OSError, BenchError):
+            while not self._stop.wait(self.WAKE_EVERY):
+                self._ctl.cmd("show status")
+                self.wakes += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5.0)
+        self._ctl.close()
+
+
+def wake_sender(cluster: LabCluster, name: str, wake: bool) -> SenderWaker | None:
+    """A `SenderWaker` for BIRD `name`, unless --no-wake-sender asked for the stock behaviour."""
+    if not wake:
+        return None
+    return SenderWaker(cluster.work / f"{name}.ctl", cluster.procs.procs[name].alive)
+
+
 def start_bird(cluster: LabCluster, name: str, netns: str, config: str) -> tuple[BirdCtl, Path]:
     conf = cluster.work / f"{name}.conf"
     log = cluster.work / f"{name}.log"
@@ -424,7 +465,7 @@ def shares(counter: RouteMonitor, established: float) -> dict[str, float]:
 
 
 def learn_wren(work: Path, nets: list[ipaddress.IPv4Network],
-               profile: Path | None = None) -> dict[str, Any]:
+               profile: Path | None = None, wake: bool = True) -> dict[str, Any]:
     want = {str(n) for n in nets}
     with lab(work) as (cluster, node):
         cluster.start_etcd()
@@ -450,6 +491,7 @@ def learn_wren(work: Path, nets: list[ipaddress.IPv4Network],
                 "relay": helper_pid(exabgp) if exabgp else None}
         prof = Profiler(profile, "learn")
         counter = RouteMonitor(node.netns, RTPROT_WREN, clock=time.time)
+        waker = wake_sender(cluster, "sender-bird", wake)
         try:
             prof.attach({"agent": agent.pid, "wren-bgp": bgp.pid, "exabgp": exabgp})
             cpu = Sampler(pids)
@@ -460,6 +502,8 @@ def learn_wren(work: Path, nets: list[ipaddress.IPv4Network],
         finally:
             counter.close()
             prof.stop()
+            if waker is not None:
+                waker.close()
         established = bird_log_time(sender_log, "node")
         check_kernel(node.netns, RTPROT_WREN, want)
         peer_up = json_log_time(bgp.log, "peer up")
@@ -469,12 +513,13 @@ def learn_wren(work: Path, nets: list[ipaddress.IPv4Network],
                 "share_s": shares(counter, established),
                 "sidecar_peer_up_s": None if peer_up is None else peer_up - established,
                 "monitor_overflowed": counter.overflowed, "cpu_s": cpu_used,
-                "routes": len(want),
+                "routes": len(want), "sender_wakes": waker.wakes if waker else None,
                 "log_problems": {"agent": log_problems(agent.log),
                                  "wren-bgp": log_problems(bgp.log)}}
 
 
-def learn_bird(work: Path, nets: list[ipaddress.IPv4Network]) -> dict[str, Any]:
+def learn_bird(work: Path, nets: list[ipaddress.IPv4Network], wake: bool = True
+               ) -> dict[str, Any]:
     want = {str(n) for n in nets}
     with lab(work) as (cluster, node):
         sender, sender_log = start_bird(
@@ -492,6 +537,7 @@ def learn_bird(work: Path, nets: list[ipaddress.IPv4Network]) -> dict[str, Any]:
         receiver.cmd("show status")
         pids = {"bird": cluster.procs.procs["node-bird"].pid}
         counter = RouteMonitor(node.netns, RTPROT_BIRD, clock=time.time)
+        waker = wake_sender(cluster, "sender-bird", wake)
         try:
             cpu = Sampler(pids)
             sender.cmd("enable node")
@@ -499,6 +545,8 @@ def learn_bird(work: Path, nets: list[ipaddress.IPv4Network]) -> dict[str, Any]:
             cpu_used = cpu.stop()
         finally:
             counter.close()
+            if waker is not None:
+                waker.close()
         established = bird_log_time(sender_log, "node")
         check_kernel(node.netns, RTPROT_BIRD, want)
         sender.close()
@@ -507,7 +555,7 @@ def learn_bird(work: Path, nets: list[ipaddress.IPv4Network]) -> dict[str, Any]:
                 "first_route_s": (counter.first or last) - established,
                 "share_s": shares(counter, established),
                 "monitor_overflowed": counter.overflowed, "cpu_s": cpu_used,
-                "routes": len(want)}
+                "routes": len(want), "sender_wakes": waker.wakes if waker else None}
 
 
 # -- announce --------------------------------------------------------------------------------------
@@ -678,7 +726,8 @@ def announce_exabgp(work: Path, nets: list[ipaddress.IPv4Network]) -> dict[str, 
             receiver.close()
 
 
-def announce_bird(work: Path, nets: list[ipaddress.IPv4Network]) -> dict[str, Any]:
+def announce_bird(work: Path, nets: list[ipaddress.IPv4Network], wake: bool = True
+                  ) -> dict[str, Any]:
     want = {str(n) for n in nets}
     with lab(work) as (cluster, node):
         receiver, log = start_bird(cluster, "receiver-bird", cluster.topo.router_ns,
@@ -689,29 +738,32 @@ def announce_bird(work: Path, nets: list[ipaddress.IPv4Network]) -> dict[str, An
             + bird_bgp("upstream", local=NODE_IP, local_as=NODE_AS, neighbor=ROUTER_IP,
                        neighbor_as=ROUTER_AS, imp="none", exp="all", disabled=False))
         sender.cmd("show status")
+        waker = wake_sender(cluster, "node-bird", wake)
         try:
             return measure_announce(cluster, receiver, log, want, watch=["node-bird"],
                                     pids={"bird": cluster.procs.procs["node-bird"].pid})
         finally:
+            if waker is not None:
+                waker.close()
             sender.close()
             receiver.close()
 
 
 # -- the runs ----------------------------------------------------------------------------------
 def run_variant(name: str, work: Path, nets: list[ipaddress.IPv4Network],
-                profile: Path | None = None) -> dict[str, Any]:
+                profile: Path | None = None, wake: bool = True) -> dict[str, Any]:
     shutil.rmtree(work, ignore_errors=True)
     load = os.getloadavg()[0]
     if name == "learn_wren":
-        res = learn_wren(work, nets, profile)
+        res = learn_wren(work, nets, profile, wake)
     elif name == "learn_bird":
-        res = learn_bird(work, nets)
+        res = learn_bird(work, nets, wake)
     elif name == "announce_wren":
         res = announce_wren(work, nets, profile)
     elif name == "announce_exabgp":
         res = announce_exabgp(work, nets)
     else:
-        res = announce_bird(work, nets)
+        res = announce_bird(work, nets, wake)
     shutil.rmtree(work, ignore_errors=True)
     res["loadavg_1m"] = load
     res["cpu_total_s"] = round(sum(res["cpu_s"].values()), 3)
@@ -769,7 +821,10 @@ def main() -> None:
                         help="also profile the sidecar/agent in one extra sample of each; "
                              "py-spy raw stacks go to this directory (not to the results)")
     parser.add_argument("--out", default="bgp", help="results/<out>.json")
+    parser.add_argument("--no-wake-sender", action="store_true",
+                        help="leave the sending BIRD's 3 s holds in (see SenderWaker)")
     args = parser.parse_args()
+    wake = not args.no_wake_sender
 
     def stop(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)  # so every `finally` cleans up
@@ -786,7 +841,7 @@ def main() -> None:
             order = variants[k:] + variants[:k]
             run: dict[str, dict[str, Any]] = {}
             for name in order:
-                res = run_variant(name, Path(tmp) / name, nets)
+                res = run_variant(name, Path(tmp) / name, nets, wake=wake)
                 run[name] = res
                 print(f"run {i + 1}/{args.runs} {name:>16}: {res['seconds'] * 1e3:9.1f} ms  "
                       f"cpu {res['cpu_s']}", flush=True)
@@ -795,6 +850,7 @@ def main() -> None:
                 "benchmark": f"BGP learn and announce, {args.prefixes:,} prefixes",
                 "prefixes": args.prefixes, "pool": str(POOL), "prefix_length": 26,
                 "group": GROUP, "window": WINDOW,
+                "sender_woken_every_s": SenderWaker.WAKE_EVERY if wake else None,
                 "announce_driver": "wren-bgp alone, crafted intent over bgp.sock (no agent, "
                                    "no etcd blocks)",
                 "units": "ms from the BIRD side's 'BGP session established' to the last route "
@@ -805,7 +861,7 @@ def main() -> None:
         if args.profile is not None:
             for name in variants:
                 if name in ("learn_wren", "announce_wren"):
-                    res = run_variant(name, Path(tmp) / name, nets, args.profile)
+                    res = run_variant(name, Path(tmp) / name, nets, args.profile, wake)
                     print(f"profiled {name}: {res['seconds'] * 1e3:.1f} ms "
                           f"(py-spy attached) → {args.profile}")
     s = summarize(runs)
