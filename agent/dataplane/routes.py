@@ -51,7 +51,6 @@ class RouteManager:
         self._token: object | None = None  # of the desired state rendered last
         self._workloads: Mapping[IPNetwork, WorkloadRoute] = {}
         self._blocks: Mapping[IPNetwork, BlockRoute] = {}
-        self._rendered: dict[IPNetwork, Route] = {}  # what the tables were given, by dst
 
     def on_desired(self, desired: DesiredDataplane) -> None:
         self._pending = desired
@@ -84,11 +83,9 @@ class RouteManager:
         table = self._tables.get(dst.version)
         if table is None:
             return
-        current = self._rendered.get(dst)
+        # The table keeps what it was given and ignores a route it already has, so nothing
+        # here keeps a second copy (a dict keyed by prefix cost two hashes per route).
         if route is None:
-            if current is not None:
-                del self._rendered[dst]
-                table.delete_route(dst)
-        elif route != current:
-            self._rendered[dst] = route
+            table.delete_route(dst)
+        else:
             table.set_route(route)

@@ -61,6 +61,7 @@ _IPV6_DEFAULT_METRIC = 1024
 # hash in Python on every dict access, which cost ~5 µs a route at 10k routes.
 _Key = int
 _key = prefix_key
+_new_msg = tuple.__new__
 
 
 class _RouteFields(NamedTuple):
@@ -205,6 +206,7 @@ class RouteTable:
     # -- desired state (from the managers) ----------------------------------------------------
 
     def set_route(self, route: Route) -> None:
+        """Want `route` (for its destination); a route equal to the one wanted is a no-op."""
         if route.dst.version != self._version or route.table != self._table:
             raise ValidationError(kind="Route", name=str(route.dst), field="dst",
                                   rule=f"this table holds IPv{self._version} routes of table "
@@ -212,6 +214,8 @@ class RouteTable:
         s = self._s
         key = _key(route.dst)
         old = s.wanted.get(key)
+        if old is not None and old == route:
+            return
         iface = route.iface
         if old is not None and isinstance(old.iface, str) and old.iface != iface:
             s.by_iface.get(old.iface, set()).discard(key)
@@ -495,8 +499,8 @@ class RouteTable:
         if not priority and v6:
             priority = _IPV6_DEFAULT_METRIC
         if kind == "blackhole":
-            return RouteMsg(dst, 0, None, RTN_BLACKHOLE, RT_SCOPE_UNIVERSE, False, table,
-                            protocol, priority)
+            return _new_msg(RouteMsg, (dst, 0, None, RTN_BLACKHOLE, RT_SCOPE_UNIVERSE, False,
+                                       table, protocol, priority))
         oif = 0
         if isinstance(iface, int):
             oif = iface
@@ -511,9 +515,10 @@ class RouteTable:
             scope = RT_SCOPE_LINK if scope_name == "link" else RT_SCOPE_UNIVERSE
         else:
             scope = RT_SCOPE_LINK if gateway is None else RT_SCOPE_UNIVERSE
-        # Positional: RouteMsg's field order (keywords cost twice as much, once per route).
-        return RouteMsg(dst, oif, gateway, RTN_UNICAST, scope, onlink, table, protocol,
-                        priority)
+        # RouteMsg's fields in order, built as the tuple it is: its generated `__new__` is a
+        # Python call, and this runs once per route.
+        return _new_msg(RouteMsg, (dst, oif, gateway, RTN_UNICAST, scope, onlink, table,
+                                   protocol, priority))
 
     def _normalise(self, key: _Key, msg: RouteMsg) -> RouteMsg:
         """Blank what the kernel fills in by itself, so it compares equal to what we asked."""
