@@ -33,6 +33,7 @@ from agent.syncer import Syncer
 from wren.datastore.backend import Backend
 from wren.datastore.watcher import InSync, Status, Update
 from wren.errors import ValidationError
+from wren.gc_tuning import freeze_burst
 from wren.log import get_logger
 
 __all__ = ["Agent", "ApplyReport", "BGPLink", "Dataplane", "LearnedChanges", "LearnedRoutes"]
@@ -223,6 +224,8 @@ class Agent:
                 # collector at ~40% of programming 50k routes).
                 gc.freeze()
                 self._frozen = True
+            else:
+                freeze_burst()  # so is what a burst of learned routes added
         else:
             self._failures += 1
             self._retry_at = now + min(30.0, 0.1 * 2 ** min(self._failures, 8))

@@ -53,7 +53,7 @@ from bgp.intent import BGPIntent, IntentError, IPAddress, IPNetwork, PeerIntent
 from bgp.probe import probe
 from bgp.rib import OutRoute, Rib
 from bgp.status import PeerStatus, SidecarStatus, write_status
-from wren.gc_tuning import tune_for_bursts
+from wren.gc_tuning import freeze_burst, tune_for_bursts
 from wren.log import configure_logging, get_logger
 from wren.paths import node_run_dir
 
@@ -314,6 +314,7 @@ class Sidecar:
             delta = self._delta_message(self.rib.take_changes(), complete)
             for conn in list(self.agents):
                 self._send(conn, delta)
+            freeze_burst()  # the paths a burst of updates left live as long as the routes
         if self.relay is not None and now >= self._poll_at and self.pacer.idle:
             self._poll_at = now + POLL_INTERVAL
             self.pacer.send(["show neighbor json"])

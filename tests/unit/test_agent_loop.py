@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable
+
+import pytest
 
 from agent.agent import Agent, ApplyReport
 from agent.calc.cluster_state import ClusterState
@@ -13,6 +16,7 @@ from agent.calc.desired import DesiredDataplane
 from agent.health import HealthAggregator
 from agent.metrics import AgentMetrics
 from wren.datastore.memory import MemoryBackend
+from wren.gc_tuning import FREEZE_AT, tune_for_bursts
 
 
 class SlicedDataplane:
@@ -79,3 +83,47 @@ def test_the_loop_comes_back_for_every_slice_and_handles_events_in_between() -> 
         agent.wake()
         loop.join(timeout=10)
     assert not loop.is_alive()
+
+
+class BurstDataplane(SlicedDataplane):
+    """Keeps `burst` new objects alive per apply, as programming 10,000 learned routes does."""
+
+    def __init__(self) -> None:
+        super().__init__(slices=0)
+        self.burst = 0
+        self.kept: list[list[int]] = []
+
+    def apply(self) -> ApplyReport:
+        self.kept.extend([i] for i in range(self.burst))
+        return ApplyReport(in_sync=True, problems={})
+
+
+def test_what_a_programmed_burst_left_is_frozen_out_of_the_collectors_sight(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    young_at_freeze: list[int] = []
+    freeze = gc.freeze
+
+    def counted_freeze() -> None:
+        young_at_freeze.append(gc.get_count()[0])
+        freeze()
+
+    monkeypatch.setattr(gc, "freeze", counted_freeze)
+    dataplane = BurstDataplane()
+    agent = Agent(node_name="n1", backend=MemoryBackend(), dataplane=dataplane,
+                  host_facts=host_facts, health=HealthAggregator(),
+                  metrics=AgentMetrics.create(), route_refresh_interval=3600)
+    thresholds = gc.get_threshold()
+    tune_for_bursts()  # the daemon's settings: a burst stays young until it is frozen
+    try:
+        agent.step(time.monotonic())
+        assert len(young_at_freeze) == 1  # the first full state
+        dataplane.burst = FREEZE_AT // 10
+        agent.step(time.monotonic())
+        assert len(young_at_freeze) == 1  # a few new objects stay in the collector's care
+        dataplane.burst = FREEZE_AT * 2
+        agent.step(time.monotonic())
+        assert len(young_at_freeze) == 2 and young_at_freeze[1] >= FREEZE_AT * 2
+        assert gc.get_count()[0] < FREEZE_AT  # nothing young left to scan
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
