@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar, cast
 
 from agent.calc.dataplane_calc import CalcInput, FelixSettings, HostFacts
-from agent.calc.desired import IPAddress, IPNetwork
+from agent.calc.desired import IPAddress, IPNetwork, changed_keys
 from wren.errors import ValidationError
 from wren.model import (
     BGPConfiguration,
@@ -54,7 +54,7 @@ class ClusterState:
     resources: dict[str, dict[str, Resource]] = field(default_factory=dict)
     learned: dict[IPNetwork, IPAddress] = field(default_factory=dict)
     # The prefixes whose next hop changed since the calc last took its input (`learned_seen`);
-    # None: not known (a whole new set came), the calc compares the two sets itself.
+    # None before the calc took any: it decides every prefix then.
     learned_changed: set[IPNetwork] | None = None
     _hops: dict[IPAddress, int] = field(default_factory=dict)  # next hop → prefixes using it
     # Bumped for a kind whenever `apply` changes it, so a consumer of a few kinds (the BGP
@@ -95,8 +95,9 @@ class ClusterState:
         """A whole new learned set (prefix → next hop); returns whether it differs."""
         if routes == self.learned:
             return False
-        self.learned = dict(routes)
-        self.learned_changed = None
+        old, self.learned = self.learned, dict(routes)
+        if self.learned_changed is not None:  # rare (a reconnect): compared here, once
+            self.learned_changed.update(changed_keys(old, self.learned))
         hops: dict[IPAddress, int] = {}
         for hop in self.learned.values():
             hops[hop] = hops.get(hop, 0) + 1

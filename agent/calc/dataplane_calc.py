@@ -91,7 +91,7 @@ class CalcInput:
     endpoints: Mapping[str, WorkloadEndpoint] = field(default_factory=dict)  # this node's only
     learned: Mapping[IPNetwork, IPAddress] = field(default_factory=dict)  # prefix → next hop
     # For `DesiredCalc`: the prefixes whose next hop may differ from the `learned` of the
-    # input it computed before (a superset); None: not known, it compares the two itself.
+    # input it computed before (a superset); None: not known, it decides every prefix again.
     learned_changed: frozenset[IPNetwork] | None = None
     felix: FelixSettings = field(default_factory=FelixSettings)
     host: HostFacts = field(default_factory=HostFacts)
@@ -419,7 +419,10 @@ class DesiredCalc:
         self._workloads = WorkloadIndex()
         self._inputs: CalcInput | None = None
         self._learned: _LearnedRoutes | None = None
-        self._learned_seen: dict[IPNetwork, IPAddress] = {}  # what _learned was told
+        # A copy of what `_learned` was told, kept only for callers without an account of
+        # their changes (`learned_changed`): the agent has one, and keeping the copy current
+        # cost two hashes and a dict write per learned prefix.
+        self._learned_seen: dict[IPNetwork, IPAddress] | None = None
         self._infra: _Infrastructure | None = None
         self._last_token: object | None = None
 
@@ -427,19 +430,19 @@ class DesiredCalc:
         self._workloads.update(inp.endpoints)
         old = self._inputs
         blocks: frozenset[IPNetwork] | None = frozenset()  # block routes changed, if known
-        if old is None or self._learned is None or not self._same_datastore_inputs(old, inp):
+        changed = self._learned_changes(inp)
+        if (old is None or self._learned is None or changed is None
+                or not self._same_datastore_inputs(old, inp)):
             self._learned = _LearnedRoutes(inp, _datastore_infrastructure(inp))
             self._learned.update(inp.learned, inp.learned)
-            self._learned_seen = dict(inp.learned)
             self._infra, blocks = None, None
-        elif changed := self._learned_changes(inp):
+        elif changed:
             # Only what BGP learned changed (the sidecar's deltas): re-decide those prefixes.
             self._learned.update(inp.learned, changed)
             self._infra, blocks = None, frozenset(changed)
         if self._infra is None:
             self._infra = self._learned.infrastructure()
-            # Our own copies of the mappings: the caller's may be live views of its state
-            # (what BGP learned is kept in `_learned_seen`).
+            # Our own copies of the mappings: the caller's may be live views of its state.
             self._inputs = CalcInput(
                 node_name=inp.node_name, pools=dict(inp.pools), nodes=dict(inp.nodes),
                 blocks=dict(inp.blocks), felix=inp.felix, host=inp.host)
@@ -451,22 +454,15 @@ class DesiredCalc:
         self._last_token = desired.token
         return desired
 
-    def _learned_changes(self, inp: CalcInput) -> Collection[IPNetwork]:
-        """The learned prefixes that changed since the last compute; `_learned_seen` follows.
-        The caller's account (`learned_changed`) spares comparing 10,000 prefixes per burst."""
-        seen, learned = self._learned_seen, inp.learned
-        if inp.learned_changed is None:
-            changed = changed_keys(seen, learned)
-            if changed:
-                self._learned_seen = dict(learned)
-            return changed
-        for prefix in inp.learned_changed:
-            hop = learned.get(prefix)
-            if hop is None:
-                seen.pop(prefix, None)
-            else:
-                seen[prefix] = hop
-        return inp.learned_changed
+    def _learned_changes(self, inp: CalcInput) -> Collection[IPNetwork] | None:
+        """The learned prefixes that changed since the last compute; None if unknown (every
+        prefix is decided again). The caller's account (`learned_changed`) spares comparing
+        10,000 prefixes per burst; without one, the copy kept of the last input is compared."""
+        if inp.learned_changed is not None:
+            self._learned_seen = None
+            return inp.learned_changed
+        seen, self._learned_seen = self._learned_seen, dict(inp.learned)
+        return None if seen is None else changed_keys(seen, inp.learned)
 
     @staticmethod
     def _same_datastore_inputs(old: CalcInput, inp: CalcInput) -> bool:

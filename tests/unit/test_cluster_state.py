@@ -86,7 +86,7 @@ def test_learned_changes_are_applied_in_place_and_counted_for_the_calc() -> None
     one, two = ipaddress.ip_network("10.65.1.0/26"), ipaddress.ip_network("10.65.2.0/26")
     state = ClusterState("n1")
     assert state.set_learned({one: a})
-    assert state.learned_changed is None  # a whole new set: the calc compares for itself
+    assert state.learned_changed is None  # the calc has taken nothing yet: it decides all
     state.learned_seen()
     held = state.learned
     assert not state.update_learned({one: a, two: None})  # nothing new
@@ -98,3 +98,7 @@ def test_learned_changes_are_applied_in_place_and_counted_for_the_calc() -> None
     assert state.calc_input(HostFacts()).learned_changed == frozenset({one, two})
     state.learned_seen()
     assert state.learned_changed == set()
+    # a whole new set (a reconnect) is counted too: what differs from the set it replaces
+    three = ipaddress.ip_network("10.65.3.0/26")
+    assert state.set_learned({two: b, three: a})
+    assert state.learned_changed == {three}
