@@ -230,8 +230,11 @@ class _Parser:
                 raise ValueError(f"via entry {str(group)[:80]} is not "
                                  "[next_hop, peer, [prefix, ...]]")
             hop = self._address(group[0])
-            for text in group[2]:
-                out[_prefix(text)] = hop
+            try:
+                out.update(dict.fromkeys([parse_prefix(text) for text in group[2]], hop))
+            except AttributeError:  # not a string: parse_prefix reads it with str methods
+                bad = next(text for text in group[2] if not isinstance(text, str))
+                raise ValueError(f"prefix {bad!r} is not a string") from None
         return out
 
     def prefixes(self, raw: Any) -> list[IPNetwork]:

@@ -142,6 +142,8 @@ GONE = ["10.65.1.0/26"]  # each bad message also withdraws this: applying it hal
     {"routes": [], "withdrawn": GONE[0]},  # not a list
     {"via": [["10.0.0.2", "10.0.0.2", ["10.65.5.0/26", "10.65.6.1/26"]]], "withdrawn": GONE},
     {"via": [["nowhere", "10.0.0.2", ["10.65.5.0/26"]]], "withdrawn": GONE},
+    {"via": [["10.0.0.2", "10.0.0.2", ["10.65.5.0/26", 7]]], "withdrawn": GONE},
+    {"via": [["10.0.0.2", "10.0.0.2", [None]]], "withdrawn": GONE},
     {"via": [["10.0.0.2", "10.0.0.2", "10.65.5.0/26"]], "withdrawn": GONE},  # not a list
     {"via": [["10.0.0.2", ["10.65.5.0/26"]]], "withdrawn": GONE},  # no peer
     {"via": {"10.0.0.2": ["10.65.5.0/26"]}, "withdrawn": GONE},
