@@ -40,8 +40,7 @@ RTM_NEWROUTE = 24
 SO_RCVBUFFORCE = 33
 POLL = 0.001  # seconds the monitor sleeps once it has read everything queued
 STOP_EVERY = 0.05  # seconds an idle monitor waits in the kernel before it looks at `close`
-MSG_DONTWAIT = 0x40
-MSG_WAITFORONE = 0x10000
+MSG_WAITFORONE = 0x10000  # recvmmsg(2): block for the first datagram only (not in `socket`)
 BATCH, SLOT = 256, 1024  # datagrams per recvmmsg, bytes kept of each (one route: ~60-120)
 
 
@@ -89,7 +88,7 @@ class _Batches:
         """(slots, headers, count) of what is queued now, or, if `wait`, once something is
         (up to the socket's receive timeout); count 0 if nothing. Raises OSError (ENOBUFS
         when the kernel dropped notifications)."""
-        n = _recvmmsg(self._fd, self._hdrs, BATCH, MSG_WAITFORONE if wait else MSG_DONTWAIT,
+        n = _recvmmsg(self._fd, self._hdrs, BATCH, MSG_WAITFORONE if wait else socket.MSG_DONTWAIT,
                       None)
         if n < 0:
             err = ctypes.get_errno()
@@ -101,7 +100,6 @@ class _Batches:
 
 
 _FLAGS_AT = _MMsgHdr.hdr.offset + _MsgHdr.flags.offset
-MSG_TRUNC = 0x20
 
 
 def _datagrams(slots: bytes, headers: bytes, count: int) -> Iterator[tuple[bytes, bool]]:
@@ -110,7 +108,7 @@ def _datagrams(slots: bytes, headers: bytes, count: int) -> Iterator[tuple[bytes
     for i in range(count):
         length = _U32.unpack_from(headers, i * size + _LEN_AT)[0]
         flags = _U32.unpack_from(headers, i * size + _FLAGS_AT)[0]
-        yield slots[i * SLOT:i * SLOT + min(length, SLOT)], bool(flags & MSG_TRUNC)
+        yield slots[i * SLOT:i * SLOT + min(length, SLOT)], bool(flags & socket.MSG_TRUNC)
 
 
 class RouteMonitor:
