@@ -491,8 +491,9 @@ def learn_wren(work: Path, nets: list[ipaddress.IPv4Network],
                 "relay": helper_pid(exabgp) if exabgp else None}
         prof = Profiler(profile, "learn")
         counter = RouteMonitor(node.netns, RTPROT_WREN, clock=time.time)
-        waker = wake_sender(cluster, "sender-bird", wake)
+        waker: SenderWaker | None = None
         try:
+            waker = wake_sender(cluster, "sender-bird", wake)
             prof.attach({"agent": agent.pid, "wren-bgp": bgp.pid, "exabgp": exabgp})
             cpu = Sampler(pids)
             sender.cmd("enable node")
@@ -537,8 +538,9 @@ def learn_bird(work: Path, nets: list[ipaddress.IPv4Network], wake: bool = True
         receiver.cmd("show status")
         pids = {"bird": cluster.procs.procs["node-bird"].pid}
         counter = RouteMonitor(node.netns, RTPROT_BIRD, clock=time.time)
-        waker = wake_sender(cluster, "sender-bird", wake)
+        waker: SenderWaker | None = None
         try:
+            waker = wake_sender(cluster, "sender-bird", wake)
             cpu = Sampler(pids)
             sender.cmd("enable node")
             last, exact = wait_for_kernel(cluster, node.netns, counter, want, ["node-bird"])
@@ -738,8 +740,9 @@ def announce_bird(work: Path, nets: list[ipaddress.IPv4Network], wake: bool = Tr
             + bird_bgp("upstream", local=NODE_IP, local_as=NODE_AS, neighbor=ROUTER_IP,
                        neighbor_as=ROUTER_AS, imp="none", exp="all", disabled=False))
         sender.cmd("show status")
-        waker = wake_sender(cluster, "node-bird", wake)
+        waker: SenderWaker | None = None
         try:
+            waker = wake_sender(cluster, "node-bird", wake)
             return measure_announce(cluster, receiver, log, want, watch=["node-bird"],
                                     pids={"bird": cluster.procs.procs["node-bird"].pid})
         finally:
