@@ -34,7 +34,8 @@ def readiness_problems(status: SidecarStatus | None, *, now: float, pid_alive: b
     if problems or status is None:
         return problems
     if status.exabgp_pid is None:
-        problems.append("ExaBGP is not running (the sidecar is restarting it)")
+        problems.append("ExaBGP is not running ("
+                        + (status.exabgp_waiting or "the sidecar is restarting it") + ")")
     problems += [f"BGP not established with {p.address} ({p.type}: {p.info})"
                  for p in status.peers if p.state != "up"]
     return problems

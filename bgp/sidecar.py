@@ -647,6 +647,10 @@ class Sidecar:
                 peers=sorted(self.status.values(), key=lambda s: s.address),
                 learned=self.rib.learned_count(),
                 announced=len(self.intent.announce) if self.intent else 0,
+                exabgp_waiting=(f"waiting for the node address {self._address_missing} "
+                                "(spec.bgp.ipv4Address) to be on this host"
+                                if self._address_missing is not None and self.proc is None
+                                else ""),
             ))
         except OSError as err:
             _log.warning("cannot write status", error=str(err))

@@ -34,6 +34,8 @@ class SidecarStatus:
     peers: list[PeerStatus]
     learned: int = 0
     announced: int = 0
+    # Why the sidecar holds ExaBGP back on purpose ("" while it runs it, or restarts it).
+    exabgp_waiting: str = ""
 
 
 def status_path(run_dir: Path) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,12 @@ def test_not_ready_names_each_peer_that_is_not_established() -> None:
 def test_not_ready_while_exabgp_is_being_restarted() -> None:
     problems = readiness_problems(status("up", exabgp=None), now=NOW, pid_alive=True)
     assert problems == ["ExaBGP is not running (the sidecar is restarting it)"]
+
+
+def test_not_ready_while_exabgp_waits_for_the_node_address_says_so() -> None:
+    held = replace(status("up", exabgp=None), exabgp_waiting="waiting for the node address")
+    problems = readiness_problems(held, now=NOW, pid_alive=True)
+    assert problems == ["ExaBGP is not running (waiting for the node address)"]
 
 
 def test_probe_reads_the_status_file_of_the_run_dir(tmp_path: Path) -> None:

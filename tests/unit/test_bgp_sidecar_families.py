@@ -19,6 +19,7 @@ from agent.bgp_link import BGPChannelLink
 from bgp.commands import Pacer
 from bgp.intent import Announcement, BGPIntent, PeerIntent
 from bgp.sidecar import BIND_RECHECK, Sidecar, SidecarConfig, _bind_of, can_bind
+from bgp.status import read_status
 from tests.unit.test_exabgp_json import _HEAD, ANNOUNCE_IPV6
 
 ip = ipaddress.ip_address
@@ -208,6 +209,11 @@ def test_exabgp_waits_for_a_node_address_not_on_the_host_instead_of_crash_loopin
     assert sidecar._restart_at == clock.now + BIND_RECHECK
     info = sidecar.status[ip("10.99.0.2")].info
     assert "10.99.0.1" in info and "spec.bgp.ipv4Address" in info
+    sidecar._write_status()  # `wrenctl node status` and the readiness probe say why, too
+    written = read_status(tmp_path)
+    assert written is not None and written.exabgp_pid is None
+    waiting = written.exabgp_waiting
+    assert "10.99.0.1" in waiting and "spec.bgp.ipv4Address" in waiting
     clock.now += BIND_RECHECK
     sidecar._tick()  # looked for again: still missing
     assert started == [] and sidecar._restart_at == clock.now + BIND_RECHECK
@@ -216,6 +222,9 @@ def test_exabgp_waits_for_a_node_address_not_on_the_host_instead_of_crash_loopin
     sidecar._tick()
     assert len(started) == 1 and sidecar.proc is started[0]
     assert sidecar._restart_at is None
+    sidecar._write_status()
+    written = read_status(tmp_path)
+    assert written is not None and written.exabgp_waiting == ""
 
 
 def test_a_corrected_node_address_starts_exabgp_at_once(

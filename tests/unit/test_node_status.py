@@ -23,10 +23,11 @@ def hms(ts: float) -> str:
 
 
 def status(*peers: PeerStatus, updated: float = NOW - 1, pid: int | None = None,
-           exabgp_pid: int | None = None) -> SidecarStatus:
+           exabgp_pid: int | None = None, exabgp_waiting: str = "") -> SidecarStatus:
     return SidecarStatus(node="n1", pid=os.getpid() if pid is None else pid,
                          exabgp_pid=os.getpid() if exabgp_pid is None else exabgp_pid,
-                         updated=updated, peers=list(peers), learned=5, announced=3)
+                         updated=updated, peers=list(peers), learned=5, announced=3,
+                         exabgp_waiting=exabgp_waiting)
 
 
 MESH_UP = PeerStatus(address="10.0.0.2", type="node-to-node mesh", name="n2", state="up",
@@ -99,6 +100,14 @@ def test_no_dropped_line_when_nothing_was_dropped() -> None:
 def test_exabgp_not_running_is_reported_as_restarting() -> None:
     out = render_status("running and ready", status(MESH_UP, exabgp_pid=0), now=NOW)
     assert "Wren BGP (wren-bgp) is running; ExaBGP is not running (restarting)." in out
+
+
+def test_exabgp_held_back_on_purpose_says_why_instead_of_restarting() -> None:
+    why = "waiting for the node address 10.0.1.99 (spec.bgp.ipv4Address) to be on this host"
+    out = render_status("running and ready", status(MESH_UP, exabgp_pid=0, exabgp_waiting=why),
+                        now=NOW)
+    assert f"ExaBGP is not running: {why}." in out
+    assert "restarting" not in out
 
 
 def test_a_status_older_than_the_stale_limit_means_the_sidecar_is_not_running() -> None:

@@ -66,7 +66,9 @@ def render_status(agent: str, status: SidecarStatus | None, *, now: float) -> st
         lines.append(f"Wren BGP (wren-bgp) is not running (last status "
                      f"{int(now - status.updated)} s old).")
     else:
-        exa = "running" if pid_alive(status.exabgp_pid) else "not running (restarting)"
+        exa = ("running" if pid_alive(status.exabgp_pid)
+               else f"not running: {status.exabgp_waiting}" if status.exabgp_waiting
+               else "not running (restarting)")
         lines.append(f"Wren BGP (wren-bgp) is running; ExaBGP is {exa}. "
                      f"{status.announced} prefixes announced, {status.learned} learned.")
     for version in (4, 6):
