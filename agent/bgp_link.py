@@ -7,6 +7,12 @@ When the channel drops, the routes last learned stay in force (the sidecar may b
 after a reconnect they are merged with the new ones until the sidecar says it is complete (every
 peer re-sent its table) or the graceful-restart time runs out — so a sidecar restart moves no
 route.
+
+The channel's thread only reads: each line, and the news that the channel dropped, go to the
+agent's loop as work to do there, which parses them and keeps the learned state. Parsing ~1,000
+prefixes per message in the reader thread had the two threads take the interpreter lock from
+each other all through a learn (10 + 10 interleaved learns of 10,000 prefixes: agent CPU
+0.155 → 0.130 s and 0.165 → 0.155 s; learn 190 → 174 ms and 223 → 213 ms).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +142,7 @@ class BGPChannelLink:
                 if not logged:
                     _log.info("waiting for wren-bgp", socket=str(self._path))
                     logged = True
-                self._expire_stale()
+                self._post(self._expire_stale)
                 self._stop.wait(RECONNECT)
                 continue
             logged = False
@@ -146,17 +153,21 @@ class BGPChannelLink:
             if intent is not None:
                 self._send(conn, intent)
             for line in conn.lines():
-                self._on_line(line)
+                self._post(partial(self._on_line, line))
             with self._lock:
                 self._conn = None
             conn.close()
             if self._stop.is_set():
                 return
-            # The sidecar went away: what it taught us stays until it is back and complete.
-            self._stale = dict(self._current) | self._stale
-            self._stale_until = self._clock() + self._keep_for
-            _log.warning("bgp channel lost; keeping learned routes", routes=len(self._stale),
-                         for_seconds=self._keep_for)
+            self._post(self._on_lost)
+
+    # -- in the agent's loop --------------------------------------------------------------------
+    def _on_lost(self) -> None:
+        """The sidecar went away: what it taught us stays until it is back and complete."""
+        self._stale = dict(self._current) | self._stale
+        self._stale_until = self._clock() + self._keep_for
+        _log.warning("bgp channel lost; keeping learned routes", routes=len(self._stale),
+                     for_seconds=self._keep_for)
 
     def _on_line(self, line: str) -> None:
         try:

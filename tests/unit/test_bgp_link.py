@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import threading
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from agent.agent import LearnedChanges, LearnedRoutes
 from agent.bgp_link import BGPChannelLink
 from agent.calc.cluster_state import ClusterState
 from agent.calc.desired import DesiredDataplane
+from bgp.channel import Conn, Listener
 from bgp.exabgp_json import Attributes
 from bgp.intent import BGPIntent, IPAddress, IPNetwork, PeerIntent
 from bgp.sidecar import PUBLISH_AT, Sidecar, SidecarConfig
@@ -178,8 +181,7 @@ def test_after_a_reconnect_kept_routes_stand_in_until_the_sidecar_is_complete(
     ends.announce(A, "10.65.1.0/26", "10.65.2.0/26")
     ends.send_full()
     ends.sidecar.rib.take_changes()
-    ends.link._stale = dict(ends.link._current)  # what `_run` does when the channel drops
-    ends.link._stale_until = float("inf")
+    ends.link._on_lost()  # what the loop runs when the channel drops
     ends.link._on_line(json.dumps({"type": "routes", "complete": False,
                                    "via": [["10.0.0.3", "10.0.0.3", ["10.65.2.0/26"]]]}))
     assert ends.agent_holds() == {net("10.65.1.0/26"): A, net("10.65.2.0/26"): B}
@@ -318,3 +320,45 @@ def test_the_generation_counts_changes_not_updates() -> None:
     assert state.generation(kinds) == first  # a bare version bump changes nothing
     state.apply("IPPool", "p", POOL)
     assert state.generation(kinds) != first
+
+
+def test_the_reader_thread_only_reads_and_the_agents_loop_parses_and_keeps_the_state(
+        tmp_path: Path) -> None:
+    """Parsing in the reader thread had the two threads take the interpreter lock from each
+    other through a learn: lines and the drop of the channel reach the loop as work to do."""
+    posted: list[object] = []
+    cond = threading.Condition()
+
+    def post(msg: object) -> None:
+        with cond:
+            posted.append(msg)
+            cond.notify_all()
+
+    served: list[Conn] = []
+
+    def on_conn(conn: Conn) -> None:
+        if not served:  # later reconnects find the channel closed at once
+            conn.send({"type": "routes", "complete": True,
+                       "via": [["10.0.0.2", "10.0.0.2", ["10.65.1.0/26"]]]})
+        served.append(conn)
+        conn.close()
+
+    listener = Listener(tmp_path / "bgp.sock", on_conn, name="test-sidecar")
+    listener.start()
+    link = BGPChannelLink(node_name="me", socket_path=tmp_path / "bgp.sock", post=post)
+    link.start()
+    try:
+        with cond:
+            assert cond.wait_for(lambda: link._on_lost in posted, timeout=10)
+    finally:
+        listener.close()
+        link.stop()
+    first = posted[: posted.index(link._on_lost) + 1]
+    assert isinstance(first[0], partial) and first[0].func == link._on_line
+    assert not any(isinstance(m, LearnedRoutes | LearnedChanges) for m in first)
+    for work in first:  # as the agent's loop runs them, in order
+        assert callable(work)
+        work()
+    learned = [m for m in posted if isinstance(m, LearnedRoutes)]
+    assert learned and learned[0].routes == {net("10.65.1.0/26"): A}
+    assert link._stale == {net("10.65.1.0/26"): A}  # kept while the sidecar is away
