@@ -449,9 +449,14 @@ class Sidecar:
                        address=str(intent.address), node=self.cfg.node_name,
                        field="spec.bgp.ipv4Address")
         for peer in self.status:  # peers added since are told too
-            self._set_state(peer, None, f"node address {intent.address} "
-                                        "(spec.bgp.ipv4Address) is not on this host")
+            self._set_state(peer, None, self._waiting_for())
         return True
+
+    def _waiting_for(self) -> str:
+        """Why ExaBGP is held back, for the peers' status and the sidecar's; "" if it is not."""
+        if self._address_missing is None:
+            return ""
+        return f"node address {self._address_missing} (spec.bgp.ipv4Address) is not on this host"
 
     def _exabgp_env(self) -> dict[str, str]:
         """ExaBGP's settings, listening only where a socket can bind now (`_bind_of`)."""
@@ -647,10 +652,7 @@ class Sidecar:
                 peers=sorted(self.status.values(), key=lambda s: s.address),
                 learned=self.rib.learned_count(),
                 announced=len(self.intent.announce) if self.intent else 0,
-                exabgp_waiting=(f"waiting for the node address {self._address_missing} "
-                                "(spec.bgp.ipv4Address) to be on this host"
-                                if self._address_missing is not None and self.proc is None
-                                else ""),
+                exabgp_waiting=self._waiting_for(),
             ))
         except OSError as err:
             _log.warning("cannot write status", error=str(err))
