@@ -34,7 +34,7 @@ from bgp.channel import Conn, connect
 from bgp.intent import BGPIntent
 from wren.log import get_logger
 from wren.model import IPAMBlock, IPPool, Node
-from wren.prefix import parse_address, parse_prefix
+from wren.prefix import parse_address, parse_prefix, unpack_prefixes
 
 __all__ = ["INTENT_KINDS", "BGPChannelLink", "make_bgp_link"]
 
@@ -214,9 +214,10 @@ class BGPChannelLink:
 
 
 class _Parser:
-    """Prefixes and next hops from the sidecar's text, at ~10,000 per message: prefixes take
-    `parse_prefix`'s short path, and the few distinct next hops are parsed once and shared,
-    so an unchanged route keeps the very same objects (the calc compares by identity)."""
+    """Prefixes and next hops from the sidecar's messages, at ~10,000 per message: an IPv4
+    prefix comes as an int (`wren.prefix.unpack_prefixes`), not as text to parse; the few
+    distinct next hops are parsed once and shared, so an unchanged route keeps the very same
+    objects (the calc compares by identity)."""
 
     def __init__(self) -> None:
         self._addresses: dict[str, IPAddress] = {}
@@ -240,18 +241,13 @@ class _Parser:
             if not isinstance(group, list) or len(group) != 3 or not isinstance(group[2], list):
                 raise ValueError(f"via entry {str(group)[:80]} is not "
                                  "[next_hop, peer, [prefix, ...]]")
-            hop = self._address(group[0])
-            try:
-                out.update(dict.fromkeys([parse_prefix(text) for text in group[2]], hop))
-            except AttributeError:  # not a string: parse_prefix reads it with str methods
-                bad = next(text for text in group[2] if not isinstance(text, str))
-                raise ValueError(f"prefix {bad!r} is not a string") from None
+            out.update(dict.fromkeys(unpack_prefixes(group[2]), self._address(group[0])))
         return out
 
     def prefixes(self, raw: Any) -> list[IPNetwork]:
         if not isinstance(raw, list):
             raise ValueError("withdrawn is not a list")
-        return [_prefix(item) for item in raw]
+        return unpack_prefixes(raw)
 
     def _address(self, text: Any) -> IPAddress:
         hit = self._addresses.get(text)

@@ -10,6 +10,11 @@ The socket lives in the node's run directory (per node, so lab nodes never colli
                        "withdrawn": [prefix, ...], "complete": bool} (what changed, after that)
                       (the agent also reads "routes": [[prefix, next_hop, peer], ...], the
                       form before "via")
+
+In "via" and "withdrawn" an IPv4 prefix is one int, `address << 8 | length` (10.65.1.0/26 is
+0x0A4101001A = 44040257562), an IPv6 prefix its text: the agent builds an IPv4 prefix from
+the int without parsing text (`wren.prefix.pack_prefix`, `unpack_prefixes`), and still reads
+IPv4 text. Both ends ship in one image, so a sidecar never talks to an older agent.
 """
 
 from __future__ import annotations

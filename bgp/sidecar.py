@@ -56,6 +56,7 @@ from bgp.status import PeerStatus, SidecarStatus, write_status
 from wren.gc_tuning import freeze_burst, tune_for_bursts
 from wren.log import configure_logging, get_logger
 from wren.paths import node_run_dir
+from wren.prefix import pack_prefix
 
 __all__ = ["Sidecar", "SidecarConfig", "main"]
 
@@ -138,14 +139,15 @@ def _bind_of(intent: BGPIntent, usable: Callable[[IPAddress], bool] = can_bind
 def _by_next_hop(routes: Iterable[tuple[IPNetwork, tuple[IPAddress, IPAddress] | None]]
                  ) -> list[list[Any]]:
     """[[next hop, peer, [prefix, ...]], ...]: thousands of prefixes share a handful of next
-    hops, and a triple per route was ~3 JSON values more per route to write and to read."""
-    groups: dict[tuple[IPAddress, IPAddress], list[str]] = {}
+    hops, and a triple per route was ~3 JSON values more per route to write and to read.
+    Prefixes in the channel's form (`pack_prefix`: an IPv4 prefix as an int)."""
+    groups: dict[tuple[IPAddress, IPAddress], list[int | str]] = {}
     for prefix, best in routes:
         if best is not None:
             group = groups.get(best)
             if group is None:
                 group = groups[best] = []
-            group.append(str(prefix))
+            group.append(pack_prefix(prefix))
     return [[str(hop), str(peer), prefixes] for (hop, peer), prefixes in groups.items()]
 
 
@@ -387,7 +389,7 @@ class Sidecar:
                        complete: bool) -> dict[str, Any]:
         """What changed since the last message: routes set (by next hop and peer) and
         prefixes withdrawn. Each entry is absolute, so applying one twice does no harm."""
-        withdrawn = [str(prefix) for prefix, best in changes.items() if best is None]
+        withdrawn = [pack_prefix(prefix) for prefix, best in changes.items() if best is None]
         return {"type": "routes", "complete": complete, "delta": True,
                 "via": _by_next_hop(changes.items()), "withdrawn": withdrawn}
 

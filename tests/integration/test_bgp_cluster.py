@@ -25,6 +25,7 @@ from bgp.status import read_status
 from lab.cluster import BIN, LabCluster, resources_for
 from lab.topology import LabNode
 from tests.integration.agent_support import agent_cluster, routes, wait_for
+from wren.prefix import unpack_prefix
 
 
 def learned(cluster: LabCluster, node: LabNode) -> dict[str, tuple[str, str]]:
@@ -39,8 +40,8 @@ def learned(cluster: LabCluster, node: LabNode) -> dict[str, tuple[str, str]]:
         for line in conn.lines():
             msg = json.loads(line)
             if msg.get("type") == "routes":
-                return {prefix: (hop, peer) for hop, peer, prefixes in msg["via"]
-                        for prefix in prefixes}
+                return {str(unpack_prefix(prefix)): (hop, peer)
+                        for hop, peer, prefixes in msg["via"] for prefix in prefixes}
         return {}
     finally:
         conn.close()

@@ -28,6 +28,12 @@ from bgp.sidecar import PUBLISH_AT, Sidecar, SidecarConfig
 
 ip = ipaddress.ip_address
 net = ipaddress.ip_network
+
+
+def packed(prefix: str) -> int:
+    """An IPv4 prefix in the channel's form, by hand: `address << 8 | length`."""
+    address, length = prefix.split("/")
+    return int(ipaddress.IPv4Address(address)) << 8 | int(length)
 A, B = ip("10.0.0.2"), ip("10.0.0.3")
 
 
@@ -124,6 +130,24 @@ def test_the_agent_reads_grouped_and_per_route_forms_alike(ends: Ends) -> None:
                                   net("10.65.3.0/26"): B, net("10.65.4.0/26"): B}
 
 
+def test_ipv4_prefixes_travel_as_ints_and_ipv6_as_text(ends: Ends) -> None:
+    """The sidecar packs an IPv4 prefix as `address << 8 | length` (read without parsing
+    text); the agent takes ints, IPv4 text and IPv6 text in one list alike."""
+    ends.announce(A, "10.65.1.0/26", "10.65.9.128/25")
+    ends.announce(A, "fd00:65:0:1::/64", hop="fd00::2")
+    ends.withdraw(A, "10.65.9.128/25")
+    message = ends.sidecar._delta_message(ends.sidecar.rib.take_changes(), complete=False)
+    assert packed("10.65.1.0/26") == 0x0A410100 << 8 | 26
+    assert sorted(message["via"]) == [["10.0.0.2", "10.0.0.2", [packed("10.65.1.0/26")]],
+                                      ["fd00::2", "10.0.0.2", ["fd00:65:0:1::/64"]]]
+    assert message["withdrawn"] == [packed("10.65.9.128/25")]
+    ends.link._on_line(json.dumps({"type": "routes", "via": [
+        ["10.0.0.2", "10.0.0.2", [packed("10.65.1.0/26"), "10.65.2.0/26",
+                                  packed("10.65.3.3/32"), "fd00:65:0:1::/64"]]]}))
+    assert ends.agent_holds() == {net("10.65.1.0/26"): A, net("10.65.2.0/26"): A,
+                                  net("10.65.3.3/32"): A, net("fd00:65:0:1::/64"): A}
+
+
 def test_a_new_full_set_replaces_everything_held(ends: Ends) -> None:
     ends.announce(A, "10.65.1.0/26")
     ends.send_full()
@@ -145,8 +169,14 @@ GONE = ["10.65.1.0/26"]  # each bad message also withdraws this: applying it hal
     {"routes": [], "withdrawn": GONE[0]},  # not a list
     {"via": [["10.0.0.2", "10.0.0.2", ["10.65.5.0/26", "10.65.6.1/26"]]], "withdrawn": GONE},
     {"via": [["nowhere", "10.0.0.2", ["10.65.5.0/26"]]], "withdrawn": GONE},
-    {"via": [["10.0.0.2", "10.0.0.2", ["10.65.5.0/26", 7]]], "withdrawn": GONE},
+    {"via": [["10.0.0.2", "10.0.0.2", ["10.65.5.0/26", True]]], "withdrawn": GONE},
     {"via": [["10.0.0.2", "10.0.0.2", [None]]], "withdrawn": GONE},
+    {"via": [["10.0.0.2", "10.0.0.2", [0x0A410100 << 8 | 26, 1.5]]], "withdrawn": GONE},
+    {"via": [["10.0.0.2", "10.0.0.2", [0x0A410101 << 8 | 26]]], "withdrawn": GONE},  # host bits
+    {"via": [["10.0.0.2", "10.0.0.2", [0x0A410100 << 8 | 33]]], "withdrawn": GONE},  # /33
+    {"via": [["10.0.0.2", "10.0.0.2", [-1]]], "withdrawn": GONE},
+    {"via": [["10.0.0.2", "10.0.0.2", [1 << 40 | 26]]], "withdrawn": GONE},  # > 32 bits
+    {"routes": [], "withdrawn": [*GONE, 0x0A410101 << 8 | 26]},
     {"via": [["10.0.0.2", "10.0.0.2", "10.65.5.0/26"]], "withdrawn": GONE},  # not a list
     {"via": [["10.0.0.2", ["10.65.5.0/26"]]], "withdrawn": GONE},  # no peer
     {"via": {"10.0.0.2": ["10.65.5.0/26"]}, "withdrawn": GONE},
@@ -260,14 +290,14 @@ def test_the_sidecar_sends_the_whole_set_on_connect_then_one_delta_per_change(
     agent = AgentEnd()
     sidecar.handle(("agent", agent))
     assert agent.sent == [{"type": "routes", "complete": False,
-                           "via": [["10.0.0.2", "10.0.0.2", ["10.65.1.0/26"]]]}]
+                           "via": [["10.0.0.2", "10.0.0.2", [packed("10.65.1.0/26")]]]}]
     sidecar._tick()  # the change before the connect goes out once more: harmless, absolute
     ends.announce(B, "10.65.2.0/26")
     ends.withdraw(A, "10.65.1.0/26")
     sidecar._tick()
     assert agent.sent[-1] == {"type": "routes", "complete": False, "delta": True,
-                              "via": [["10.0.0.3", "10.0.0.3", ["10.65.2.0/26"]]],
-                              "withdrawn": ["10.65.1.0/26"]}
+                              "via": [["10.0.0.3", "10.0.0.3", [packed("10.65.2.0/26")]]],
+                              "withdrawn": [packed("10.65.1.0/26")]}
     sent = len(agent.sent)
     sidecar._tick()
     assert len(agent.sent) == sent  # nothing changed, nothing sent

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from itertools import islice
 
 import pytest
 from hypothesis import given
@@ -14,8 +15,11 @@ from wren.prefix import (
     address_int,
     inside,
     overlaps,
+    pack_prefix,
     parse_address,
     parse_prefix,
+    unpack_prefix,
+    unpack_prefixes,
 )
 
 
@@ -38,6 +42,45 @@ def test_parses_every_ipv4_prefix_as_ip_network_does(address: int, length: int) 
     assert str(got.network_address) == str(expected.network_address)
     assert got.broadcast_address == expected.broadcast_address
     assert inside(got, expected) and inside(expected, got)
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(0, 32))
+def test_a_packed_ipv4_prefix_comes_back_as_ip_network_reads_it(address: int,
+                                                                 length: int) -> None:
+    """The channel's int form (`address << 8 | length`), alone or in a list, gives what
+    `ip_network` makes of the same prefix, and refuses host bits as it does."""
+    value = address << 8 | length
+    try:
+        expected = ipaddress.ip_network((address, length))
+    except ValueError:
+        with pytest.raises(ValueError, match="host bits"):
+            unpack_prefix(value)
+        with pytest.raises(ValueError, match="host bits"):
+            unpack_prefixes([26, value])
+        return
+    assert pack_prefix(expected) == value
+    for got in (unpack_prefix(value), unpack_prefixes([value])[0],
+                unpack_prefixes([value, "fd00::/64"])[0]):
+        assert isinstance(got, Prefix4)
+        assert got == expected and hash(got) == hash(expected) and str(got) == str(expected)
+        assert got.prefixlen == length and got.broadcast_address == expected.broadcast_address
+        assert list(islice(got.hosts(), 2)) == list(islice(expected.hosts(), 2))
+
+
+@pytest.mark.parametrize("value", [True, 1.5, None, [1], -1, 1 << 40 | 8, 0x0A000000 << 8 | 33,
+                                   "10.0.0.1/24", "nowhere"])
+def test_a_packed_prefix_that_is_none_is_refused_by_name(value: object) -> None:
+    with pytest.raises(ValueError, match=r"prefix|network|host bits"):
+        unpack_prefix(value)
+    with pytest.raises(ValueError, match=r"prefix|network|host bits"):
+        unpack_prefixes([0x0A000000 << 8 | 8, value])
+
+
+def test_ipv6_travels_as_text() -> None:
+    v6 = ipaddress.ip_network("fd00:65::/48")
+    assert pack_prefix(v6) == "fd00:65::/48"
+    assert unpack_prefixes(["fd00:65::/48", "10.0.0.0/8"]) == [
+        v6, ipaddress.ip_network("10.0.0.0/8")]
 
 
 @pytest.mark.parametrize("text", [
