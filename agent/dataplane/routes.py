@@ -7,7 +7,7 @@ The tables own the diff, the batching and the resync.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from agent.calc.desired import BlockRoute, DesiredDataplane, IPNetwork, WorkloadRoute
 from agent.dataplane._diff import block_changes, workload_changes
@@ -65,8 +65,25 @@ class RouteManager:
         self._token = desired.token
         for dst in touched:
             self._render(dst)
-        for dst in blocks:
-            self._render(dst, changed_block=True)
+        if blocks:
+            self._render_blocks(blocks)
+
+    def _render_blocks(self, dsts: Collection[IPNetwork]) -> None:
+        """`_render` of changed blocks, handed to each table as one batch (`set_routes`): a
+        burst of learned routes changes thousands, and a call per route per layer was a
+        tenth of what the agent spends on each."""
+        batches: dict[int, list[Route]] = {4: [], 6: []}
+        for dst in dsts:
+            block = self._blocks.get(dst)
+            route = None if block is None else block_route(block)
+            if route is None:
+                self._render(dst, changed_block=True)  # a workload route, or none left
+            else:
+                batches[dst.version].append(route)
+        for version, routes in batches.items():
+            table = self._tables.get(version)
+            if routes and table is not None:
+                table.set_routes(routes)
 
     def _render(self, dst: IPNetwork, *, changed_block: bool = False) -> None:
         route: Route | None = None

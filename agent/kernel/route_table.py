@@ -26,7 +26,7 @@ import errno
 import ipaddress
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -207,28 +207,40 @@ class RouteTable:
 
     def set_route(self, route: Route) -> None:
         """Want `route` (for its destination); a route equal to the one wanted is a no-op."""
-        if route.dst.version != self._version or route.table != self._table:
-            raise ValidationError(kind="Route", name=str(route.dst), field="dst",
-                                  rule=f"this table holds IPv{self._version} routes of table "
-                                       f"{self._table}")
+        self.set_routes((route,))
+
+    def set_routes(self, routes: Sequence[Route]) -> None:
+        """`set_route` of each, in one loop (a burst of learned routes comes as thousands);
+        one route this table cannot hold rejects the batch before any is taken."""
+        version, table = self._version, self._table
+        for route in routes:
+            if route.dst.version != version or route.table != table:
+                raise ValidationError(kind="Route", name=str(route.dst), field="dst",
+                                      rule=f"this table holds IPv{version} routes of table "
+                                           f"{table}")
         s = self._s
-        key = _key(route.dst)
-        old = s.wanted.get(key)
-        if old is not None and old == route:
-            return
-        iface = route.iface
-        if old is not None and isinstance(old.iface, str) and old.iface != iface:
-            s.by_iface.get(old.iface, set()).discard(key)
-        s.wanted[key] = route
-        s.networks[key] = route.dst
-        if isinstance(iface, str):
-            keys = s.by_iface.get(iface)
-            if keys is None:
-                keys = s.by_iface[iface] = set()
-            keys.add(key)
-        if s.unwanted_since:
-            s.unwanted_since.pop(key, None)
-        self._resolve(key, route)
+        wanted, networks, by_iface = s.wanted, s.networks, s.by_iface
+        unwanted_since, resolve = s.unwanted_since, self._resolve
+        for route in routes:
+            dst = route.dst
+            key = _key(dst)
+            old = wanted.get(key)
+            if old is not None:
+                if old == route:
+                    continue
+                if isinstance(old.iface, str) and old.iface != route.iface:
+                    by_iface.get(old.iface, set()).discard(key)
+            wanted[key] = route
+            networks[key] = dst
+            iface = route.iface
+            if isinstance(iface, str):
+                keys = by_iface.get(iface)
+                if keys is None:
+                    keys = by_iface[iface] = set()
+                keys.add(key)
+            if unwanted_since:
+                unwanted_since.pop(key, None)
+            resolve(key, route)
 
     def delete_route(self, dst: IPNetwork) -> None:
         self._delete(_key(dst))

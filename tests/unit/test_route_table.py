@@ -271,6 +271,43 @@ def test_table_rejects_routes_of_the_other_ip_version(kernel: FakeNetlink) -> No
         table(kernel).set_route(Route.blackhole(NET("fd00::/64")))
 
 
+def test_set_routes_is_set_route_of_each(kernel: FakeNetlink) -> None:
+    """The batch form (how a burst of learned routes arrives) ends where one call per route
+    does: the same routes, interfaces re-pointed, a route waiting for its device."""
+    first = [Route.via(NET("10.2.0.0/26"), ADDR("192.168.0.2"), iface="eth0", onlink=True),
+             Route.workload(NET("10.0.0.1/32"), "cali1"), Route.blackhole(NET("10.1.0.0/26"))]
+    then = [Route.workload(NET("10.0.0.1/32"), "cali2"), first[0],
+            Route.workload(NET("10.0.0.9/32"), "cali9")]
+    names = {link.name: index for index, link in kernel.links.items()}
+    one_by_one, batched = FakeNetlink(names), FakeNetlink(names)
+    results = []
+    for fake, batch in ((one_by_one, False), (batched, True)):
+        rt = table(fake)
+        for routes in (first, then):
+            if batch:
+                rt.set_routes(routes)
+            else:
+                for route in routes:
+                    rt.set_route(route)
+            result = rt.apply()
+            results.append((result.updated, result.deleted, result.waiting_for_iface))
+        fake.add_link("cali9", 19)
+        rt.on_link(LinkInfo(index=19, name="cali9", up=True), deleted=False)
+        rt.apply()
+    assert results[:2] == results[2:] == [(3, 0, 0), (1, 0, 1)]
+    assert sorted(map(repr, one_by_one.dump_routes(family=2))) == sorted(
+        map(repr, batched.dump_routes(family=2)))
+    assert batched.routes_to(NET("10.0.0.1/32"))[0].oif == 11
+    assert batched.routes_to(NET("10.0.0.9/32"))[0].oif == 19
+
+
+def test_a_batch_with_a_route_the_table_cannot_hold_takes_none(kernel: FakeNetlink) -> None:
+    rt = table(kernel)
+    with pytest.raises(ValidationError, match="fd00::/64"):
+        rt.set_routes([Route.blackhole(NET("10.1.0.0/26")), Route.blackhole(NET("fd00::/64"))])
+    assert rt.apply().updated == 0 and kernel.routes_to(NET("10.1.0.0/26")) == []
+
+
 @pytest.mark.parametrize(("kwargs", "field"), [
     ({"type": "blackhole", "iface": "cali1"}, "type"),
     ({}, "iface"),
