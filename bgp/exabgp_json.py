@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 from bgp.intent import IPAddress, IPNetwork
@@ -211,8 +212,7 @@ def _update(peer: IPAddress, body: dict[str, Any]) -> RouteUpdate:
             next_hop = _addr(hop, f"peer {peer}: next hop")
             if next_hop.version == 6 and next_hop.is_link_local:
                 continue  # IPv6 NLRIs repeat under the link-local next hop
-            for nlri in _nlris(nlris, peer):
-                announced.append((nlri, next_hop))
+            announced.extend(zip(_nlris(nlris, peer), repeat(next_hop)))
     withdrawn: list[IPNetwork] = []
     for family, nlris in (body.get("withdraw") or {}).items():
         if family in ("ipv4 unicast", "ipv6 unicast"):
@@ -222,8 +222,14 @@ def _update(peer: IPAddress, body: dict[str, Any]) -> RouteUpdate:
 
 
 def _nlris(items: Any, peer: IPAddress) -> list[IPNetwork]:
+    """The prefixes of `[{"nlri": text}, ...]` (or of `[text, ...]`): in one comprehension
+    (an UPDATE brings hundreds), and one by one only to name a bad one."""
     if not isinstance(items, list):
         raise MessageError(f"peer {peer}: NLRI list is not a list")
+    try:
+        return [parse_prefix(item["nlri"] if type(item) is dict else item) for item in items]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        pass  # not text, no "nlri", not a prefix: which one, below
     out: list[IPNetwork] = []
     for item in items:
         raw = item.get("nlri") if isinstance(item, dict) else item
