@@ -70,8 +70,8 @@ class RouteManager:
 
     def _render_blocks(self, dsts: Collection[IPNetwork]) -> None:
         """`_render` of changed blocks, handed to each table as one batch (`set_routes`): a
-        burst of learned routes changes thousands, and a call per route per layer was a
-        tenth of what the agent spends on each."""
+        burst of learned routes changes thousands, and a call per route through the manager
+        and the table cost ~0.3 µs of the ~12 the agent spends on each."""
         batches: dict[int, list[Route]] = {4: [], 6: []}
         for dst in dsts:
             block = self._blocks.get(dst)
